@@ -1,0 +1,96 @@
+"""`explorer describe PRESET|FILE`: the per-layer table and totals, optionally fvcore-checked."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from explorer.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `describe` subcommand."""
+    p = sub.add_parser("describe", help="per-layer table and costs of a preset or spec file",
+                       description="Print the per-layer table (output shape, s1x1/e1x1/e3x3, "
+                                   "parameters, MACs) and totals of a preset or a spec file.")
+    p.add_argument("target", help="a preset name (squeezenet1_0, squeezenet1_1, "
+                                  "squeezenet_cifar) or a YAML/JSON spec or export file")
+    p.add_argument("--input-size", type=int, help="override the spec's input size (pixels)")
+    p.add_argument("--check", action="store_true",
+                   help="build the model and confirm the numbers with fvcore")
+    p.set_defaults(func=run)
+
+
+def resolve_spec(target: str):
+    """A preset name or a spec file path -> SqueezeSpec."""
+    from explorer.presets import PRESETS, preset
+    from explorer.spec import load_spec
+
+    if target in PRESETS:
+        return preset(target)
+    if Path(target).exists():
+        return load_spec(target)
+    raise UserError(f"{target!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table; with --check, exit 1 if fvcore disagrees."""
+    from explorer.cost import estimate_cost
+
+    spec = resolve_spec(args.target)
+    if args.input_size is not None:
+        spec = dataclasses.replace(spec, input_size=args.input_size)
+    cost = estimate_cost(spec)
+    print(format_table(spec, cost))
+    if args.check:
+        return check(spec, cost)
+    return 0
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def format_table(spec, cost) -> str:
+    """The per-layer table (paper Table 1 layout) with totals and units."""
+    from explorer.spec import spec_id
+
+    head = ("layer", "output (CxHxW)", "filter/stride", "s1x1", "e1x1", "e3x3", "bypass",
+            "params", "MACs")
+    rows = [head]
+    for r in cost.layers:
+        shape = "x".join(str(v) for v in r.out_shape)
+        fire = r.kind == "fire"
+        rows.append((r.name, shape, r.kernel, _n(r.s1x1) if fire else "", _n(r.e1x1) if fire else "",
+                     _n(r.e3x3) if fire else "", r.shortcut if r.shortcut not in ("", "none") else "",
+                     _n(r.params), _n(r.macs)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines += ["", f"spec_id      {spec_id(spec)}  (input {spec.input_size}x{spec.input_size}, "
+                  f"{spec.num_classes} classes)",
+              f"parameters   {_n(cost.params)}",
+              f"MACs         {_n(cost.macs)}  ({cost.macs / 1e9:.3f} G multiply-adds, fvcore convention)",
+              f"activations  {_n(cost.activations)}  (conv output elements)",
+              f"max-pool ops {_n(cost.pool_ops)}  (comparisons; not in MACs)",
+              f"bypass adds  {_n(cost.elementwise_ops)}  (elementwise; not in MACs)",
+              f"model size   {cost.size_mb:.3f} MB / {cost.size_mib:.3f} MiB fp32, "
+              f"{cost.size_mb_int8:.3f} MB / {cost.size_mib_int8:.3f} MiB int8"]
+    return "\n".join(lines)
+
+
+def check(spec, cost) -> int:
+    """Count the built model with fvcore; 0 when every figure agrees, 1 otherwise."""
+    import logging
+
+    from explorer.cost import fvcore_cost
+    from explorer.model import build_model
+
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    macs, params, acts = fvcore_cost(build_model(spec), spec.input_size)
+    ok = (macs, params, acts) == (cost.macs, cost.params, cost.activations)
+    print(f"\nfvcore check: MACs {_n(macs)}, parameters {_n(params)}, activations {_n(acts)}: "
+          + ("agree" if ok else "DISAGREE with the analytic model (a bug: please report it)"))
+    return 0 if ok else 1
