@@ -16,16 +16,15 @@ Model size is fp32 (4 bytes) or int8 (1 byte) per parameter, in MB (1e6) and MiB
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from explorer.spec import POOL_KERNEL, POOL_STRIDE, SqueezeSpec, conv_out, expand, pool_out
 
 BN_MACS_PER_ELEMENT = 2  # fvcore: eval-mode batch_norm with affine weights
 
 
-@dataclass(frozen=True)
-class LayerCost:
+class LayerCost(NamedTuple):
     """One row of the per-layer table (the paper's Table 1 layout)."""
 
     name: str
@@ -83,7 +82,7 @@ class Cost:
 
     def rows(self) -> list[dict]:
         """The per-layer table as plain dicts (for pandas, JSON, Streamlit)."""
-        return [dataclasses.asdict(layer) for layer in self.layers]
+        return [layer._asdict() for layer in self.layers]
 
 
 def _conv(cin: int, cout: int, k: int, hw: int, bn: bool) -> tuple[int, int, int]:
@@ -147,8 +146,13 @@ def estimate_cost(spec: SqueezeSpec) -> Cost:
 
 def fvcore_cost(model, input_size: int) -> tuple[int, int, int]:
     """(macs, params, activations) of a built model as fvcore counts them, batch of one."""
+    import warnings
+
     import torch
-    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+
+    with warnings.catch_warnings():  # fvcore's import uses the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
     was_training = model.training
     model.eval()

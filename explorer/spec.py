@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -47,8 +47,7 @@ POOL_KERNEL, POOL_STRIDE = 3, 2
 MAX_FIRE = 64
 
 
-@dataclass(frozen=True)
-class FireWidths:
+class FireWidths(NamedTuple):
     """The widths of one expanded Fire module and its shortcut."""
 
     name: str
@@ -211,14 +210,16 @@ def _validate_fields(spec: SqueezeSpec) -> None:
 
 
 @lru_cache(maxsize=65536)
-def _ratio(value: float) -> Fraction:
+def _ratio(value: float) -> tuple[int, int]:
     # The decimal the user wrote, not the binary float: 0.35 * 10 must round to 4.
-    return Fraction(repr(value))
+    exact = Fraction(repr(value))
+    return exact.numerator, exact.denominator
 
 
 def round_half_up(n: int, ratio: float) -> int:
     """n * ratio rounded half up, computed exactly from ratio's decimal spelling."""
-    return math.floor(n * _ratio(ratio) + Fraction(1, 2))
+    num, den = _ratio(ratio)
+    return (2 * n * num + den) // (2 * den)  # floor(n * num / den + 1/2) in integers
 
 
 def fire_expand_width(spec: SqueezeSpec, i: int) -> int:
