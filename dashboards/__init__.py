@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (app.py) and its loading, figure and export helpers."""

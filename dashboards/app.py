@@ -1,0 +1,445 @@
+"""The explorer dashboard: browse studies' accuracy-vs-size Pareto fronts (Streamlit).
+
+Run with `explorer dashboard --storage PATH.journal` (or `streamlit run dashboards/app.py
+-- --storage URL`; the EXPLORER_STORAGE variable also works). Computation lives in
+explorer.pareto, dashboards.figures and dashboards.exports; this file only draws.
+Storage access is read-only (see dashboards.loading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `streamlit run dashboards/app.py` puts dashboards/ on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboards import exports, figures
+from dashboards import loading as ld
+from explorer import pareto
+
+STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
+NO_LIMIT = "no limit"
+
+
+def default_storage() -> str:
+    """--storage after `--` on the command line, else $EXPLORER_STORAGE, else ''."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--storage", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.storage or os.environ.get("EXPLORER_STORAGE", "")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def get_storage(url: str):
+    """One open storage per URL; a journal replays only new lines on later reads."""
+    return ld.open_storage(url)
+
+
+@st.cache_data(show_spinner=False, ttl=2, max_entries=16)
+def get_studies(url: str) -> pd.DataFrame:
+    """The storage's studies, re-read at most every 2 s (reruns after a widget change skip it)."""
+    return ld.list_studies(get_storage(url))
+
+
+@st.cache_data(show_spinner=False, ttl=2, max_entries=16)
+def get_fingerprints(url: str, studies: tuple[str, ...]) -> tuple:
+    """The studies' fingerprints, re-read at most every 2 s."""
+    storage = get_storage(url)
+    return tuple(ld.study_fingerprint(storage, s) for s in studies)
+
+
+@st.cache_resource(show_spinner="Loading trials…", max_entries=6)
+def get_trials(url: str, studies: tuple[str, ...],
+               fingerprints: tuple) -> tuple[pd.DataFrame, figures.Hover, dict]:
+    """Trials, hover labels and varied knobs' filter choices, cached until a fingerprint changes.
+
+    cache_resource, not cache_data: the frame is never mutated, and cache_data would
+    unpickle it on every rerun (about 0.1 s at 10,000 trials, the whole rerun budget).
+    """
+    frame = ld.load_studies(get_storage(url), list(studies))
+    knobs = ld.knob_columns(frame)
+    return frame, figures.hover_data(frame, knobs), {k: knob_choices(frame[k]) for k in knobs}
+
+
+def knob_choices(values: pd.Series) -> tuple:
+    """('range', lo, hi) for a continuous knob, else ('set', sorted distinct values)."""
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and values.nunique() > 12:
+        return ("range", float(values.min()), float(values.max()))
+    return ("set", sorted(values.dropna().unique().tolist(), key=lambda v: figures._natural(str(v))))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def get_importances(url: str, study: str, fingerprint: tuple, acc_col: str) -> dict[str, float]:
+    """Optuna's parameter importances for reaching high accuracy (default evaluator).
+
+    The target is the error (1 - accuracy): Optuna's default PED-ANOVA evaluator ranks
+    params by how they lead to low target values, and says so in a warning we silence.
+    """
+    import warnings
+
+    import optuna
+
+    study_obj = optuna.load_study(study_name=study, storage=get_storage(url))
+    trials = [t for t in study_obj.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if isinstance(t.user_attrs.get(acc_col), (int, float))]
+    if len({tuple(sorted(t.params.items())) for t in trials}) < 2:
+        raise ValueError("it needs at least two completed trials with different params")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.importance.get_param_importances(
+            study_obj, target=lambda t: 1.0 - float(t.user_attrs.get(acc_col, float("nan"))))
+
+
+def main() -> None:
+    """The page."""
+    st.set_page_config(page_title="SqueezeNet design-space explorer", layout="wide")
+    given = default_storage()
+    # The box shows the URL masked (the page must not reveal a password); left as shown,
+    # it stands for the URL the dashboard was started with.
+    typed = st.sidebar.text_input("Storage (journal path or sqlite:/// URL)", value=ld.mask_url(given),
+                                  key="storage")
+    url = given if typed == ld.mask_url(given) else typed.strip()
+    st.sidebar.caption(f"Reading {ld.mask_url(url)} read-only." if url else "")
+    if st.sidebar.button("Refresh", help="Reload trials from the storage"):
+        for cached in (get_storage, get_studies, get_fingerprints, get_trials):
+            cached.clear()
+    if not url:
+        st.info("No storage given. Start with `explorer dashboard --storage PATH.journal`, "
+                "or type a journal path or sqlite:/// URL in the sidebar.")
+        return
+    try:
+        studies = get_studies(url)
+    except ld.StorageError as exc:
+        st.error(str(exc))
+        return
+    except Exception as exc:  # e.g. a corrupt journal line or a database error while listing
+        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc))[:300]}")
+        return
+    if studies.empty:
+        st.info(f"The storage {ld.mask_url(url)} holds no studies yet. Run `explorer run STUDY.yaml` "
+                "to create one, then press Refresh.")
+        return
+    names = studies["study"].tolist()
+    chosen = st.sidebar.multiselect("Studies (several are overlaid)", names, default=names[-1:],
+                                    key="studies")
+    if not chosen:
+        st.info("Pick at least one study in the sidebar.")
+        return
+    try:
+        fps = get_fingerprints(url, tuple(chosen))
+        frame, hover, knob_meta = get_trials(url, tuple(chosen), fps)
+        knobs = list(knob_meta)
+    except Exception as exc:  # a storage changing under us must not end in a traceback
+        st.error(f"Could not read the studies: {ld.mask_url(str(exc))}")
+        return
+    auto_refresh(url, tuple(chosen), fps)
+    if frame.empty or frame["val_acc"].notna().sum() == 0:
+        st.info(f"No trial with a validation accuracy yet in {', '.join(chosen)} "
+                f"({len(frame)} trials stored). Press Refresh once trials complete.")
+        if not frame.empty:
+            st.dataframe(frame[["study", "number", "state", "end", "over_budget"]], hide_index=True)
+        return
+    st.title("SqueezeNet design space: accuracy vs size")
+    st.caption(f"{', '.join(chosen)} · {len(frame)} trials · storage {ld.mask_url(url)} (read-only)")
+    view = controls(frame, knobs)
+    allowed = budgets_and_filters(frame, knob_meta)
+    size = frame[view["size"]].to_numpy(dtype=float)
+    acc = frame[view["acc"]].to_numpy(dtype=float)
+    final = (frame["state"] == "COMPLETE").to_numpy() & frame["duplicate_of"].isna().to_numpy()
+    roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
+                            frame["study"].to_numpy(), final)
+    tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export"],
+                   key="view", on_change="rerun")
+    if tabs[0].open:
+        with tabs[0]:
+            pareto_tab(frame, hover, roles, view, len(chosen) > 1)
+    if tabs[1].open:
+        with tabs[1]:
+            detail_tab(frame, roles, view, url)
+    if tabs[2].open:
+        with tabs[2]:
+            design_space_tab(frame, knobs, view, url, chosen, fps)
+    if tabs[3].open:
+        with tabs[3]:
+            export_tab(frame, roles, knobs, view, url)
+
+
+def auto_refresh(url: str, studies: tuple[str, ...], fps: tuple) -> None:
+    """While on, poll the studies' fingerprints and rerun the page when one changes."""
+    every = st.sidebar.toggle("Auto-refresh while a study runs", key="auto_refresh")
+    if not every:
+        return
+
+    @st.fragment(run_every=10)
+    def poll() -> None:
+        try:
+            now = tuple(ld.study_fingerprint(get_storage(url), s) for s in studies)
+        except Exception:  # a half-written storage: try again on the next tick
+            return
+        if now != fps:
+            st.rerun(scope="app")
+
+    poll()
+
+
+def controls(frame: pd.DataFrame, knobs: list[str]) -> dict:
+    """Axis, scale and colour choices (sidebar)."""
+    sb = st.sidebar
+    sizes = [c for c in figures.SIZE_AXES if frame[c].notna().any()]
+    accs = [c for c in figures.ACC_AXES if frame[c].notna().any()]
+    view = {
+        "size": sb.selectbox("Size axis", sizes, format_func=figures.SIZE_AXES.get, key="size_axis"),
+        "acc": sb.selectbox("Accuracy", accs, format_func=figures.ACC_AXES.get, key="acc_axis"),
+        "log_x": sb.checkbox("Log size axis", value=True, key="log_x"),
+        "log_y": sb.checkbox("Log accuracy axis", value=False, key="log_y"),
+    }
+    options = ["(none)", "study"] + knobs
+    view["color"] = sb.selectbox("Colour by", options, key="color_by",
+                                 format_func=lambda c: c.removeprefix("knob_"))
+    if view["color"] == "(none)":
+        view["color"] = None
+    return view
+
+
+def _limit_options(values: np.ndarray) -> list:
+    """About 40 log-spaced candidate limits between the smallest and largest value."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size == 0:
+        return [NO_LIMIT]
+    grid = np.unique([float(f"{x:.3g}") for x in np.geomspace(v.min(), v.max(), 40)])
+    return [*grid.tolist(), NO_LIMIT]
+
+
+def budgets_and_filters(frame: pd.DataFrame, knob_meta: dict) -> np.ndarray:
+    """Budget sliders and knob filters (sidebar); True where a trial passes them all."""
+    limits, ranges = {}, {}
+    with st.sidebar.expander("Budgets and filters"):
+        for col, label in (("params", "Max parameters"), ("macs", "Max MACs"), ("size_mb", "Max size (MB)"),
+                           ("latency_ms", "Max latency (ms)")):
+            options = _limit_options(frame[col].to_numpy(dtype=float))
+            if len(options) > 1:
+                chosen = st.select_slider(label, options, value=NO_LIMIT, key=f"max_{col}",
+                                          format_func=lambda x: x if x == NO_LIMIT else figures.fmt_count(x))
+                limits[col] = None if chosen == NO_LIMIT else float(chosen)
+        for knob, meta in knob_meta.items():
+            ranges.update(_knob_filter(knob, meta))
+    mask = pareto.budget_mask({c: frame[c] for c in limits}, limits) if limits else np.ones(len(frame), bool)
+    return mask & pareto.filter_mask(frame, ranges)
+
+
+def _knob_filter(knob: str, meta: tuple) -> dict:
+    label = knob.removeprefix("knob_")
+    if meta[0] == "range":
+        lo, hi = meta[1], meta[2]
+        chosen = st.slider(label, lo, hi, (lo, hi), key=f"range_{knob}")
+        return {} if tuple(chosen) == (lo, hi) else {knob: tuple(chosen)}
+    options = meta[1]
+    chosen = st.multiselect(label, options, default=options, key=f"filter_{knob}")
+    return {} if len(chosen) == len(options) else {knob: chosen}
+
+
+def _remember_selection() -> None:
+    """on_select callback: turn the chart's selection into (study, number) keys."""
+    event = st.session_state.get("pareto_chart")
+    rows = pareto.selected_rows(event["selection"]["points"] if event else [],
+                                st.session_state.get("_trace_rows", []))
+    studies, numbers = st.session_state["_row_keys"]
+    st.session_state[STATE_SELECTED] = [(str(studies[r]), int(numbers[r])) for r in rows
+                                        if 0 <= r < len(numbers)]
+
+
+def selected_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the trials picked on the chart (possibly none)."""
+    keys = st.session_state.get(STATE_SELECTED) or []
+    if not keys:
+        return frame.iloc[0:0]
+    wanted = pd.MultiIndex.from_tuples(keys)
+    have = pd.MultiIndex.from_arrays([frame["study"].astype(str), frame["number"]])
+    return frame[have.isin(wanted)]
+
+
+def pareto_tab(frame, hover, roles, view, multi) -> None:
+    """The accuracy-vs-size chart with the front highlighted; selection -> trial keys."""
+    color_kind = "none"
+    if view["color"]:
+        color_kind = figures.color_values(frame[view["color"]])[0]
+    traces = figures.pareto_data(frame, roles, view["size"], view["acc"], view["color"])
+    fig, trace_rows = figures.pareto_figure(
+        traces, hover, view["size"], view["acc"], log_x=view["log_x"], log_y=view["log_y"],
+        color_col=view["color"], color_kind=color_kind, multi_study=multi)
+    st.session_state["_trace_rows"] = trace_rows
+    st.session_state["_row_keys"] = (frame["study"].to_numpy(), frame["number"].to_numpy())
+    counts = pd.Series(roles).value_counts()
+    cols = st.columns(5)
+    cols[0].metric("trials", len(frame))
+    cols[1].metric("with accuracy", int(frame[view["acc"]].notna().sum()))
+    cols[2].metric("on the front", int(counts.get("front", 0)))
+    cols[3].metric("over the study's budget", int(counts.get("infeasible", 0)))
+    cols[4].metric("outside your budget/filter", int(counts.get("excluded", 0)))
+    st.plotly_chart(fig, key="pareto_chart", on_select=_remember_selection,
+                    selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+    picked = selected_frame(frame)
+    if len(picked):
+        st.caption(f"{len(picked)} trial(s) selected: see Trial detail, or export them in "
+                   "Feasible front & export.")
+    else:
+        st.caption("Click, box- or lasso-select points to pick trials. Trials the study's "
+                   "budget rejected were never trained: they sit on a strip below the lowest accuracy.")
+
+
+def detail_tab(frame, roles, view, url) -> None:
+    """One trial: knobs, spec, per-layer cost table, learning curve, timings, downloads."""
+    picked = selected_frame(frame)
+    source = "selected" if len(picked) else "on the front"
+    if not len(picked):
+        picked = frame[roles == "front"].sort_values(view["size"])
+    ids = picked.index.tolist()
+    if not ids:
+        st.info("No trial selected and none on the front. Select points on the Pareto chart.")
+        return
+    row_id = st.selectbox(f"Trial ({len(ids)} {source})", ids, key="detail_trial",
+                          format_func=lambda i: f"{frame.at[i, 'study']} #{frame.at[i, 'number']} — "
+                                                f"acc {frame.at[i, view['acc']]:.4f}, "
+                                                f"{figures.fmt_count(frame.at[i, 'params'])} params")
+    row = frame.loc[row_id if row_id in frame.index else ids[0]]
+    st.subheader(f"{row['study']} · trial #{row['number']} "
+                 f"({row['state'].lower()}, end: {row['end'] or 'n/a'})")
+    m = st.columns(6)
+    m[0].metric("val acc", _fmt(row["val_acc"], "{:.4f}"))
+    m[1].metric("best val acc", _fmt(row["best_val_acc"], "{:.4f}"))
+    m[2].metric("parameters", figures.fmt_count(row["params"]))
+    m[3].metric("MACs", figures.fmt_count(row["macs"]))
+    m[4].metric("size (MB, fp32)", _fmt(row["size_mb"], "{:.3g}"), help=f"{_fmt(row['size_mib'], '{:.4g}')} MiB")
+    m[5].metric("latency (ms)", _fmt(row["latency_ms"], "{:.3g}"))
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Knobs**")
+        knobs = {k.removeprefix("knob_"): row[k] for k in frame.columns if k.startswith("knob_")}
+        st.dataframe(pd.DataFrame({"knob": list(knobs), "value": [_show(v) for v in knobs.values()]}),
+                     hide_index=True)
+        st.markdown("**Timings and provenance**")
+        fields = ("train_seconds", "images_per_s", "duration_s", "seed", "device", "spec_id",
+                  "duplicate_of", "over_budget", "pruned_reason", "git_rev")
+        st.dataframe(pd.DataFrame({"field": fields, "value": [_show(row[c]) for c in fields]}),
+                     hide_index=True)
+    with right:
+        if row["curve"]:
+            st.markdown("**Learning curve**")
+            st.plotly_chart(figures.curve_figure(row["curve"], row["val_loss_curve"]), key="curve_chart")
+        st.markdown("**Spec**")
+        st.json(row["spec"], expanded=False)
+    layer_table(row["spec"])
+    config = exports.trial_config(row, url)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download config (YAML)", exports.to_yaml(config),
+                       file_name=exports.config_filename(row["study"], row["number"]),
+                       mime="application/x-yaml", key="dl_yaml", on_click="ignore")
+    d2.download_button("Download config (JSON)", exports.to_json(config),
+                       file_name=exports.config_filename(row["study"], row["number"], "json"),
+                       mime="application/json", key="dl_json", on_click="ignore")
+
+
+def _fmt(value, spec: str) -> str:
+    return spec.format(value) if pd.notna(value) else "n/a"
+
+
+def _show(value) -> str:
+    """A table cell: whole numbers without '.0', missing values as '—'."""
+    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def layer_table(spec: dict) -> None:
+    """The analytic per-layer cost table of a stored spec."""
+    st.markdown("**Per-layer cost** (analytic; MACs = multiply-adds)")
+    if not spec:
+        st.info("This trial stored no spec.")
+        return
+    try:
+        from explorer.cost import estimate_cost
+        from explorer.spec import SqueezeSpec
+
+        cost = estimate_cost(SqueezeSpec.from_dict(spec))
+    except Exception as exc:  # an old or foreign spec must not break the page
+        st.warning(f"Cannot compute the per-layer cost of this spec: {exc}")
+        return
+    table = pd.DataFrame(cost.rows())
+    table["out_shape"] = table["out_shape"].map(lambda s: "x".join(map(str, s)))
+    st.dataframe(table, hide_index=True)
+    st.caption(f"Total: {cost.params:,} parameters, {cost.macs:,} MACs, {cost.activations:,} activations, "
+               f"{cost.size_mb:.3f} MB ({cost.size_mib:.3f} MiB) fp32.")
+
+
+def design_space_tab(frame, knobs, view, url, chosen, fps) -> None:
+    """Accuracy and size against each knob, error EDFs per choice, parameter importances."""
+    done = frame[frame[view["acc"]].notna()]
+    if not knobs:
+        st.info("No knob takes more than one value in these trials.")
+        return
+    preferred = [k for k in ("knob_sr", "knob_pct_3x3", "knob_pools", "knob_bypass") if k in knobs]
+    knob = st.selectbox("Knob", knobs, index=knobs.index(preferred[0]) if preferred else 0,
+                        key="ds_knob", format_func=lambda c: c.removeprefix("knob_"))
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures.scatter_by_knob_figure(done, knob, view["acc"], figures.ACC_AXES[view["acc"]]),
+                    key="ds_acc")
+    c2.plotly_chart(figures.scatter_by_knob_figure(done, knob, view["size"], figures.SIZE_AXES[view["size"]],
+                                                   log_y=True), key="ds_size")
+    st.dataframe(figures.knob_effect_data(done, knob, view["acc"], view["size"]), hide_index=True)
+    normalise = st.checkbox("Size-normalised EDF", value=False, key="ds_normalise",
+                            help="Reweight each choice's models to a common, uniform distribution "
+                                 "over log-size bins shared by all choices (see docs/dashboard.md).")
+    curves = figures.edf_data(done, knob, view["acc"], view["size"], normalise)
+    st.plotly_chart(figures.edf_figure(curves, knob, normalise), key="ds_edf")
+    st.markdown("**Parameter importances** (Optuna, target: " + view["acc"] + ")")
+    study = st.selectbox("Study", chosen, key="imp_study") if len(chosen) > 1 else chosen[0]
+    if st.button("Compute importances", key="imp_go"):
+        st.session_state["imp_for"] = study
+    if st.session_state.get("imp_for") == study:
+        importance_block(frame, url, study, fps[chosen.index(study)], view["acc"])
+
+
+def importance_block(frame, url, study, fp, acc_col) -> None:
+    """Importances, or a message saying why there are none."""
+    rows = frame[(frame["study"] == study) & frame[acc_col].notna()]
+    if len(rows) < 2:
+        st.info("Importances need at least two completed trials.")
+        return
+    try:
+        imp = get_importances(url, study, fp, acc_col)
+    except Exception as exc:  # e.g. params that never vary, or mixed distributions
+        st.info(f"Optuna could not compute importances here: {exc}")
+        return
+    st.dataframe(pd.DataFrame({"knob": list(imp), "importance": list(imp.values())}), hide_index=True)
+
+
+def export_tab(frame, roles, knobs, view, url) -> None:
+    """The feasible front under the current budgets as a table (CSV), and config exports."""
+    front = frame[roles == "front"].sort_values(["study", view["size"]])
+    st.markdown(f"**Feasible front** under the current budgets and filters: {len(front)} trial(s)")
+    table = exports.trials_table(front, knobs)
+    st.dataframe(table, hide_index=True)
+    st.download_button("Download front (CSV)", exports.table_csv(table), file_name="pareto_front.csv",
+                       mime="text/csv", key="dl_front_csv", on_click="ignore")
+    picked = selected_frame(frame)
+    which = "selected" if len(picked) else "front"
+    rows = picked if len(picked) else front
+    st.markdown(f"**Config files** for the {len(rows)} {which} trial(s) "
+                "(YAML specs with provenance; `explorer.spec.load_spec` reads each)")
+    if len(rows):
+        st.download_button(f"Download {which} configs (zip)", exports.configs_zip(rows, url),
+                           file_name=f"{which}_configs.zip", mime="application/zip", key="dl_zip",
+                           on_click="ignore")
+
+
+main()

@@ -1,0 +1,418 @@
+"""The dashboard: loading, exports and Streamlit AppTest flows on small stored studies."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # dashboards/ is not an installed package
+
+import _studyfactory as factory  # noqa: E402
+from dashboards import exports, figures  # noqa: E402
+from dashboards import loading as ld  # noqa: E402
+from explorer import pareto  # noqa: E402
+from explorer.spec import SqueezeSpec, load_spec  # noqa: E402
+
+APP = str(ROOT / "dashboards" / "app.py")
+SMALL = {"sr": 0.25, "pct_3x3": 0.5, "pools": "1,4", "bypass": "none"}
+
+
+def knobs(base_e: int, **kw) -> dict:
+    return {**SMALL, "base_e": base_e, **kw}
+
+
+def hand_study() -> list:
+    """Params grow with base_e (16 < 32 < 64), so the front is known by hand:
+    #0 (16, .60) and #1 (32, .70) are optimal, #2 (64, .65) is beaten by #1,
+    #3 (64, no accuracy) was rejected by the study's budget."""
+    return [factory.trial(0, knobs(16), 0.60), factory.trial(1, knobs(32), 0.70),
+            factory.trial(2, knobs(64), 0.65),
+            factory.trial(3, knobs(64, bypass="complex"), None, infeasible="params > 100k")]
+
+
+@pytest.fixture
+def hand_storage(tmp_path) -> Path:
+    return factory.make_storage(tmp_path / "hand.journal", {"hand": hand_study()})
+
+
+def run_app(monkeypatch, storage, timeout: float = 30) -> AppTest:
+    monkeypatch.setenv("EXPLORER_STORAGE", str(storage))
+    return AppTest.from_file(APP, default_timeout=timeout).run()
+
+
+def chart_spec(at: AppTest, index: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def decode(array) -> np.ndarray:
+    """A Plotly array: a list, or numpy's {'dtype', 'bdata', 'shape'} base64 form."""
+    if isinstance(array, dict):
+        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        shape = array.get("shape")
+        return flat.reshape([int(d) for d in str(shape).split(",")]) if shape else flat
+    return np.asarray(array)
+
+
+def rows_of(trace: dict) -> list[int]:
+    """The row ids a Pareto trace carries (customdata column 0)."""
+    return sorted(int(r) for r in decode(trace["customdata"])[:, 0])
+
+
+def parse_count(text: str) -> float:
+    """'26k' -> 26000.0 (the slider's labels)."""
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}
+    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
+
+
+def metric(at: AppTest, label: str):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> list:
+    """Captures the bytes handed to Streamlit's media storage (the download payloads)."""
+    captured = []
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def spy(self, path_or_data, mimetype, kind, filename=None):
+        captured.append((filename, path_or_data))
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    return captured
+
+
+# --- loading --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, masked", [
+    ("postgresql://user:s3cret@db.example/studies", "postgresql://user:***@db.example/studies"),
+    ("postgresql+psycopg://u:p%40ss@h:5432/db?sslmode=require",
+     "postgresql+psycopg://u:***@h:5432/db?sslmode=require"),
+    ("postgresql://h/db?user=u&password=hunter2", "postgresql://h/db?user=u&password=***"),
+    ("sqlite:///studies.db", "sqlite:///studies.db"),
+    ("runs/a.journal", "runs/a.journal"),
+])
+def test_mask_url(url, masked):
+    assert ld.mask_url(url) == masked
+
+
+def test_missing_file_is_an_error_and_is_not_created(tmp_path):
+    for url in (tmp_path / "nope.journal", f"sqlite:///{tmp_path / 'nope.db'}"):
+        with pytest.raises(ld.StorageError, match="does not exist"):
+            ld.open_storage(str(url))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.journal"
+    bad.write_text("this is not json\n")
+    with pytest.raises(ld.StorageError, match="not an Optuna journal"):
+        ld.open_storage(str(bad))
+
+
+def test_reader_follows_a_running_study_without_its_lock(hand_storage):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    reader = ld.open_storage(str(hand_storage))
+    before = ld.study_fingerprint(reader, "hand")
+    assert before == (4, 4)
+    writer = optuna.load_study(study_name="hand",
+                               storage=JournalStorage(JournalFileBackend(str(hand_storage))))
+    writer.add_trial(factory.trial(4, knobs(16, sr=0.5), 0.66))
+    lock = JournalFileSymlinkLock(str(hand_storage))
+    assert lock.acquire()  # a writer mid-append holds the lock; reading must not wait for it
+    try:
+        t0 = time.perf_counter()
+        assert ld.study_fingerprint(reader, "hand") == (5, 5)
+        assert ld.load_trials(reader, "hand")["val_acc"].tolist()[-1] == 0.66
+        assert time.perf_counter() - t0 < 5  # Optuna's lock wait would log after 10 s
+    finally:
+        lock.release()
+
+
+def test_reader_skips_a_torn_last_line_until_it_is_complete(hand_storage):
+    reader = ld.open_storage(str(hand_storage))
+    text = hand_storage.read_text()
+    last = text.splitlines()[-1]  # the last trial's log line, appended again as a new trial
+    with open(hand_storage, "a") as f:
+        f.write(last[:20])  # a writer killed (or still writing) mid-line
+    assert len(ld.load_trials(reader, "hand")) == 4
+    with open(hand_storage, "a") as f:
+        f.write(last[20:] + "\n")
+    assert len(ld.load_trials(reader, "hand")) == 5
+
+
+def test_reader_cannot_write_and_rejects_a_corrupt_line(hand_storage):
+    reader = ld.open_storage(str(hand_storage))
+    with pytest.raises(ld.StorageError, match="read-only"):
+        reader.set_study_user_attr(reader.get_study_id_from_name("hand"), "x", 1)
+    lines = hand_storage.read_text().splitlines()
+    lines[2] = "{not json"
+    hand_storage.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ld.StorageError, match="line 3 is not a journal entry"):
+        ld.open_storage(str(hand_storage))
+
+
+def test_load_trials_reads_attrs_knobs_and_study_list(hand_storage):
+    storage = ld.open_storage(str(hand_storage))
+    assert ld.list_studies(storage)["study"].tolist() == ["hand"]
+    frame = ld.load_trials(storage, "hand")
+    assert frame["number"].tolist() == [0, 1, 2, 3]
+    assert frame["val_acc"].tolist()[:3] == [0.60, 0.70, 0.65]
+    assert np.isnan(frame["val_acc"].iloc[3])
+    assert frame["infeasible"].tolist() == [False, False, False, True]
+    assert frame["over_budget"].iloc[3] == "params > 100k"
+    assert frame["knob_pools"].tolist() == ["1,4"] * 4  # params' "1,4" and spec's [1, 4] agree
+    assert frame["knob_base_e"].tolist() == [16, 32, 64, 64]
+    assert frame["curve"].iloc[1][-1] == 0.70
+    assert frame["params"].is_monotonic_increasing  # the premise of the hand-computed front
+    with pytest.raises(ld.StorageError, match="no study named"):
+        ld.load_trials(storage, "other")
+
+
+def test_sqlite_storage_is_read_only(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="sq", directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["val_acc", "params"])
+    study.add_trials(hand_study())
+    before = (tmp_path / "s.db").read_bytes()
+    storage = ld.open_storage(url)
+    frame = ld.load_trials(storage, "sq")
+    assert frame["val_acc"].tolist()[:3] == [0.60, 0.70, 0.65]
+    with pytest.raises(Exception):
+        storage.set_study_user_attr(storage.get_study_id_from_name("sq"), "x", 1)
+    assert (tmp_path / "s.db").read_bytes() == before
+
+
+# --- exports --------------------------------------------------------------------------
+
+def test_trial_config_round_trips_through_load_spec(hand_storage, tmp_path):
+    frame = ld.load_trials(str(hand_storage), "hand")
+    config = exports.trial_config(frame.iloc[1], "postgresql://u:pw@h/db")
+    assert config["provenance"]["storage"] == "postgresql://u:***@h/db"
+    assert config["provenance"]["trial"] == 1 and config["provenance"]["val_acc"] == 0.70
+    path = tmp_path / "t.yaml"
+    path.write_text(exports.to_yaml(config))
+    assert load_spec(path) == SqueezeSpec.from_dict(factory.spec_dict(**knobs(32)))
+    path = tmp_path / "t.json"
+    path.write_text(exports.to_json(config))
+    assert load_spec(path).base_e == 32
+
+
+def test_configs_zip_holds_one_yaml_per_trial(hand_storage):
+    frame = ld.load_trials(str(hand_storage), "hand")
+    data = exports.configs_zip(frame.iloc[[0, 2]], str(hand_storage))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.namelist() == ["hand_trial00000.yaml", "hand_trial00002.yaml"]
+        assert yaml.safe_load(zf.read("hand_trial00002.yaml"))["spec"]["base_e"] == 64
+
+
+# --- figure data ----------------------------------------------------------------------
+
+def test_pareto_data_roles_and_rows(hand_storage):
+    frame = ld.load_trials(str(hand_storage), "hand")
+    roles = pareto.classify(frame["params"], frame["val_acc"], frame["infeasible"],
+                            np.ones(4, bool), frame["study"])
+    assert roles.tolist() == ["front", "front", "dominated", "infeasible"]
+    traces = figures.pareto_data(frame, roles, "params", "val_acc")
+    by_role = {t["role"]: t["rows"].tolist() for t in traces if t["kind"] == "points"}
+    assert by_role == {"front": [0, 1], "dominated": [2], "infeasible": [3]}
+    infeasible = next(t for t in traces if t.get("role") == "infeasible")
+    # no accuracy: drawn 10% of the accuracy range (.60 to .70) below the lowest, at .59
+    assert infeasible["y"].tolist() == [pytest.approx(0.59)]
+    line = next(t for t in traces if t["kind"] == "line")
+    assert line["y"].tolist() == [0.60, 0.70]
+
+
+def test_hover_data_numbers_and_template(hand_storage):
+    frame = ld.load_trials(str(hand_storage), "hand")
+    knobs = ld.knob_columns(frame)
+    assert knobs == ["knob_base_e", "knob_incr_e", "knob_bypass"]  # incr_e follows base_e
+    hover = figures.hover_data(frame, knobs)
+    # columns: number, val_acc, best_val_acc, params, macs, size_mb, base_e, incr_e (no latency)
+    assert hover.numbers.shape == (4, 8)
+    assert hover.numbers[1, [0, 1, 6]].tolist() == [1, pytest.approx(0.70), 32]
+    assert hover.numbers[1, 3] == frame["params"].iloc[1]
+    assert "%{customdata[5]:.3s} MACs" in hover.template  # units named: MACs, not FLOPs
+    assert "base_e=%{customdata[7]:.4~g} · incr_e=%{customdata[8]:.4~g}%{text}" in hover.template
+    assert hover.text.tolist()[:3] == [" · bypass=none"] * 3
+    assert hover.text[3] == " · bypass=complex<br>over budget: params > 100k"
+
+
+def test_edf_data_per_choice(hand_storage):
+    frame = ld.load_trials(str(hand_storage), "hand").iloc[:3]
+    curves = figures.edf_data(frame, "knob_base_e", "val_acc", "params", normalise=False)
+    assert [c["choice"] for c in curves] == ["16", "32", "64"]
+    assert [c["x"].round(6).tolist() for c in curves] == [[0.4], [0.3], [0.35]]
+
+
+# --- the app --------------------------------------------------------------------------
+
+def test_app_shows_the_front_of_the_study(monkeypatch, hand_storage):
+    at = run_app(monkeypatch, hand_storage)
+    assert not at.exception and not at.error
+    assert metric(at, "trials") == "4"
+    assert metric(at, "on the front") == "2"
+    assert metric(at, "over the study's budget") == "1"
+    spec = chart_spec(at)
+    points = {d["name"]: rows_of(d) for d in spec["data"] if d["mode"] == "markers"}
+    assert points == {"Pareto front": [0, 1], "dominated": [2], "over budget (study)": [3]}
+    assert spec["layout"]["xaxis"] == {"title": {"text": "parameters"}, "type": "log"}
+
+
+def test_app_changing_the_axis_redraws(monkeypatch, hand_storage):
+    at = run_app(monkeypatch, hand_storage)
+    at.selectbox(key="size_axis").select("macs")
+    at.checkbox(key="log_x").uncheck()
+    at.run()
+    assert not at.exception
+    assert chart_spec(at)["layout"]["xaxis"] == {"title": {"text": "MACs (multiply-adds per image)"},
+                                                  "type": "linear"}
+
+
+def test_app_colour_by_a_knob(monkeypatch, hand_storage):
+    at = run_app(monkeypatch, hand_storage)
+    at.selectbox(key="color_by").select("knob_bypass").run()
+    names = {d["name"]: rows_of(d) for d in chart_spec(at)["data"] if d["mode"] == "markers"}
+    assert names == {"over budget (study) · bypass=complex": [3], "dominated · bypass=none": [2],
+                     "Pareto front · bypass=none": [0, 1]}
+
+
+def test_app_budget_recomputes_the_front(monkeypatch, hand_storage):
+    at = run_app(monkeypatch, hand_storage)
+    frame = ld.load_trials(str(hand_storage), "hand")
+    limits = [parse_count(o) for o in at.select_slider(key="max_params").options if o != "no limit"]
+    limit = max(x for x in limits if x < frame["params"].iloc[1])  # just below trial #1's params
+    assert limit >= frame["params"].iloc[0]
+    at.select_slider(key="max_params").set_value(limit).run()
+    assert metric(at, "on the front") == "1"  # only #0 fits
+    assert metric(at, "outside your budget/filter") == "2"
+
+
+def test_app_selected_trial_detail_and_download(monkeypatch, hand_storage, downloads):
+    at = run_app(monkeypatch, hand_storage)
+    at.session_state["selected_trials"] = [("hand", 2)]  # what a click on #2 leaves behind
+    at.session_state["view"] = "Trial detail"
+    at.run()
+    assert not at.exception and not at.error
+    assert "trial #2" in at.subheader[0].value
+    assert [b.label for b in at.download_button] == ["Download config (YAML)", "Download config (JSON)"]
+    payload = dict(downloads)["hand_trial00002.yaml"]
+    config = yaml.safe_load(payload)
+    assert config["spec"]["base_e"] == 64 and config["provenance"]["trial"] == 2
+    layer_table = next(df.value for df in at.dataframe if "out_shape" in df.value.columns)
+    assert layer_table["name"].iloc[0] == "conv1"
+
+
+def test_app_export_tab_csv_of_the_feasible_front(monkeypatch, hand_storage, downloads):
+    at = run_app(monkeypatch, hand_storage)
+    at.session_state["view"] = "Feasible front & export"
+    at.run()
+    assert not at.exception
+    csv = pd.read_csv(io.BytesIO(dict(downloads)["pareto_front.csv"]))
+    assert csv["number"].tolist() == [0, 1]
+    with zipfile.ZipFile(io.BytesIO(dict(downloads)["front_configs.zip"])) as zf:
+        assert zf.namelist() == ["hand_trial00000.yaml", "hand_trial00001.yaml"]
+
+
+def test_app_design_space_tab(monkeypatch, tmp_path):
+    storage = factory.make_storage(tmp_path / "r.journal", {"rand": 60})
+    at = run_app(monkeypatch, storage)
+    at.session_state["view"] = "Design space"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="ds_knob").value == "knob_sr"
+    assert len(at.get("plotly_chart")) == 3  # acc vs knob, size vs knob, EDF
+    at.checkbox(key="ds_normalise").check().run()
+    at.button(key="imp_go").click().run()
+    assert not at.exception
+    importances = next(df.value for df in at.dataframe if "importance" in df.value.columns)
+    assert set(importances["knob"]) == {"sr", "pct_3x3", "base_e", "pools", "bypass", "lr"}
+    # accuracy is driven by params in the factory, so base_e (widths) must matter most
+    assert importances["knob"].iloc[0] == "base_e"
+
+
+def test_app_overlays_several_studies(monkeypatch, tmp_path):
+    storage = factory.make_storage(tmp_path / "two.journal", {"a": 30, "b": 20}, seed=1)
+    at = run_app(monkeypatch, storage)
+    assert at.multiselect(key="studies").value == ["b"]  # newest study by default
+    at.multiselect(key="studies").select("a").run()
+    assert metric(at, "trials") == "50"
+    names = [d["name"] for d in chart_spec(at)["data"]]
+    assert "front · a" in names and "front · b" in names
+
+
+def test_app_empty_storage(monkeypatch, tmp_path):
+    empty = tmp_path / "empty.journal"
+    empty.write_text("")
+    at = run_app(monkeypatch, empty)
+    assert not at.exception
+    assert "holds no studies" in at.info[0].value
+
+
+def test_app_missing_file(monkeypatch, tmp_path):
+    at = run_app(monkeypatch, tmp_path / "missing.journal")
+    assert not at.exception
+    assert "does not exist" in at.error[0].value
+    assert not (tmp_path / "missing.journal").exists()
+
+
+def test_app_study_without_results(monkeypatch, tmp_path):
+    storage = factory.make_storage(tmp_path / "p.journal",
+                                   {"pending": [factory.trial(0, knobs(16), None, infeasible="too big")]})
+    at = run_app(monkeypatch, storage)
+    assert not at.exception
+    assert "No trial with a validation accuracy yet" in at.info[0].value
+
+
+def test_app_never_shows_a_password(monkeypatch):
+    at = run_app(monkeypatch, "postgresql://me:hunter2@127.0.0.1:1/studies")
+    assert not at.exception
+    assert at.text_input(key="storage").value == "postgresql://me:***@127.0.0.1:1/studies"
+    assert at.error and "me:***@" in at.error[0].value
+    shown = [e.value for e in at.error] + [c.value for c in at.caption]
+    assert not any("hunter2" in text for text in shown)
+
+
+def test_app_without_a_storage(monkeypatch):
+    monkeypatch.delenv("EXPLORER_STORAGE", raising=False)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    assert "No storage given" in at.info[0].value
+
+
+# --- the command ----------------------------------------------------------------------
+
+def test_dashboard_command_masks_and_binds_loopback(monkeypatch, capsys, tmp_path):
+    from explorer.cli import main
+    from explorer.commands import dashboard
+
+    calls = []
+    monkeypatch.setattr(dashboard, "serve", lambda cmd, env: calls.append((cmd, env)) or 0)
+    assert main(["dashboard", "--storage", "postgresql://u:pw@h/db", "--port", "8600"]) == 0
+    cmd, env = calls[0]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.port") + 1] == "8600"
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert env["EXPLORER_STORAGE"] == "postgresql://u:pw@h/db"
+    assert "pw" not in " ".join(cmd)
+    out = capsys.readouterr().out
+    assert "postgresql://u:***@h/db" in out and "pw@" not in out
+    assert main(["dashboard", "--storage", str(tmp_path / "none.journal")]) == 2
