@@ -102,3 +102,9 @@ def _init_like_torchvision(model: nn.Module, final_conv: nn.Conv2d) -> None:
 def build_model(spec: SqueezeSpec) -> SqueezeNet:
     """The network a spec describes, initialised as torchvision initialises SqueezeNet."""
     return SqueezeNet(spec)
+
+
+def seeded_model(spec: SqueezeSpec, seed: int) -> SqueezeNet:
+    """build_model(spec) with its initial weights drawn from `seed` (trials and retraining agree)."""
+    torch.manual_seed(seed)
+    return build_model(spec)

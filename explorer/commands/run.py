@@ -1,0 +1,52 @@
+"""`explorer run STUDY.yaml`: create or resume a study and run its trials."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `run` subcommand."""
+    p = sub.add_parser("run", help="run (or resume) the study described by a study file",
+                       description="Create the study or resume it (same name, same storage) and "
+                                   "run trials: sample, check budgets, train, record. Ctrl-C stops "
+                                   "cleanly; running the same command again resumes.")
+    p.add_argument("study", help="a study file (YAML), e.g. studies/quickstart.yaml")
+    p.add_argument("--n-trials", type=int, help="finished trials wanted in total (earlier runs count)")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--storage", help="storage URL or path (default: the file's, else runs/<name>.journal)")
+    p.add_argument("--data", help="dataset: a path or name (default: EXPLORER_DATA, the file's "
+                                  "data.source, else ../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, run, print where the results are; 130 after Ctrl-C."""
+    from explorer.config import load_config
+    from explorer.errors import UserError
+    from explorer.storage import mask_url
+    from explorer.study import run_study
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UserError(f"--timeout={args.timeout}: give a number of seconds > 0")
+    config = load_config(args.study)
+    summary = run_study(config, storage_url=args.storage, n_trials=args.n_trials,
+                        timeout_s=args.timeout, data_path=args.data, device=args.device,
+                        progress=not args.no_progress)
+    states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(summary.states.items())) or "no trials"
+    url = mask_url(summary.storage_url)
+    print(f"{config.name}: ran {summary.ran} trials ({states}) in {summary.seconds:.0f}s; "
+          f"storage {url}")
+    if summary.interrupted:
+        print(f"interrupted: the running trial was marked FAIL and queued again; rerun "
+              f"`explorer run {args.study}` to resume", file=sys.stderr)
+        return 130
+    print(f"next: explorer status {args.study}   |   explorer dashboard --storage {shlex.quote(url)}   |   "
+          f"explorer export {args.study} --pareto --out exports/{config.name}")
+    return 0

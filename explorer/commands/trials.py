@@ -1,0 +1,34 @@
+"""`explorer trials STUDY --format csv|json`: the whole trial table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `trials` subcommand."""
+    p = sub.add_parser("trials", help="the trial table of a study as CSV or JSON",
+                       description="One row per trial: number, state, knobs, costs (params, MACs, "
+                                   "size), metrics, spec_id, duplicate_of, infeasible, curve, spec.")
+    p.add_argument("study", help="a study file or a study name")
+    p.add_argument("--storage", help="storage URL or path")
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the table."""
+    from explorer.commands.status import resolve_target
+    from explorer.storage import load_trials, to_csv_text, to_json_text
+
+    name, url, _ = resolve_target(args.study, args.storage)
+    df = load_trials(url, name)
+    text = to_csv_text(df) if args.format == "csv" else to_json_text(df) + "\n"
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0

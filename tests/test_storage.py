@@ -1,0 +1,128 @@
+"""Storage URLs, masking, unopenable storages, journal safety, trial tables, concurrent workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from explorer import storage as st
+from explorer.cli import main
+from explorer.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("url,masked", [
+    ("postgresql://alice:s3cr%40t@db.example.org:5432/nas", "postgresql://alice:***@db.example.org:5432/nas"),
+    ("postgresql+psycopg://bob:pw@h/db?sslmode=require", "postgresql+psycopg://bob:***@h/db?sslmode=require"),
+    ("postgresql://carol@h/db", "postgresql://carol@h/db"),
+    ("sqlite:///runs/a.db", "sqlite:///runs/a.db"),
+    ("runs/a.journal", "runs/a.journal"),
+])
+def test_mask_url_hides_passwords_only(url, masked):
+    assert st.mask_url(url) == masked
+    assert st.mask_url(f"error: could not connect to {url} (timeout)") == f"error: could not connect to {masked} (timeout)"
+
+
+def test_url_kinds():
+    assert st.kind_of("runs/x.journal") == "journal" and st.kind_of("journal:/a/b") == "journal"
+    assert st.journal_path("journal:/a/b.journal") == Path("/a/b.journal")
+    assert st.kind_of("sqlite:///x.db") == "rdb" and st.kind_of("postgresql://u@h/d") == "rdb"
+
+
+def test_missing_storage_is_an_error_and_creates_nothing(tmp_path):
+    for url in (str(tmp_path / "none.journal"), f"sqlite:///{tmp_path}/none.db"):
+        with pytest.raises(UserError, match="no study storage"):
+            st.open_storage(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unopenable_storage_is_one_masked_line_exit_2(capsys):
+    url = "postgresql://explorer:hunter2@127.0.0.1:1/nas"  # nothing listens on port 1
+    assert main(["status", "somestudy", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot reach PostgreSQL at 127.0.0.1:1" in err
+    assert "connection refused" in err and "hunter2" not in err and "explorer:***@127.0.0.1" in err
+
+
+def test_unknown_scheme_is_refused(capsys):
+    assert main(["status", "s", "--storage", "redis://localhost:6379"]) == 2
+    assert "unknown storage URL" in capsys.readouterr().err
+
+
+def test_a_torn_last_line_is_repaired_on_open(tmp_path):
+    path = tmp_path / "s.journal"
+    study = optuna.create_study(study_name="s", storage=st.open_storage(str(path), create=True))
+    study.set_user_attr("k", 1)
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 2, "worker_id": "x", "study_id": 0, "user_attr": {"k"')  # killed mid-write
+    storage = st.open_storage(str(path))
+    study = optuna.load_study(study_name="s", storage=storage)
+    study.set_user_attr("k", 2)  # would land on the torn line and corrupt the file without repair
+    again = optuna.load_study(study_name="s", storage=st.open_storage(str(path)))
+    assert again.user_attrs["k"] == 2
+    assert all(line.endswith("}") for line in path.read_text().splitlines())
+
+
+def test_ctrl_c_waits_until_the_write_is_done():
+    events = []
+    with pytest.raises(KeyboardInterrupt):
+        with st.defer_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            events.append("after the signal, still writing")
+    assert events == ["after the signal, still writing"]
+
+
+WORKER = """
+import pathlib, sys, time
+sys.path.insert(0, {tests!r})
+from test_study import FakeTrainer, config, run
+# A barrier: both processes start trials only once both have imported (so both get some).
+ready = pathlib.Path({url!r} + ".ready")
+with open(ready, "a") as f:
+    f.write("x")
+while len(ready.read_text()) < 2:
+    time.sleep(0.05)
+run(config(n_trials=6, space=dict(config().to_dict()["space"], base_e={{"low": 8, "high": 64}})),
+    {url!r}, FakeTrainer(sleep_s=0.05))
+"""
+
+
+def test_two_local_processes_share_one_journal_study(tmp_path):
+    url = str(tmp_path / "s.journal")
+    script = WORKER.format(tests=str(Path(__file__).parent), url=url)
+    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert not any("locked" in e for e in errors)
+    df = st.load_trials(url, "t")
+    assert (df["state"] == "COMPLETE").sum() >= 6 and not (df["state"] == "RUNNING").any()
+    assert df["number"].is_unique
+    pids = {t.system_attrs[st.WORKER_PID] for t in optuna.load_study(
+        study_name="t", storage=st.open_storage(url)).trials}
+    assert len(pids) == 2  # both processes ran trials
+
+
+def test_load_trials_and_list_studies(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_study import FakeTrainer, config, run
+
+    url = str(tmp_path / "s.journal")
+    run(config(n_trials=2, budgets={"params": 5000}), url, FakeTrainer())
+    df = st.load_trials(url, "t")
+    for col in ("number", "state", "base_e", "sr", "pools", "params", "macs", "size_mb", "val_acc",
+                "spec_id", "duplicate_of", "infeasible", "curve", "spec"):
+        assert col in df.columns
+    assert df["pools"].iloc[0] == "1,3" and str(df["params"].dtype) == "Int64"
+    assert set(df.loc[df["infeasible"], "state"]) <= {"COMPLETE"}
+    (row,) = st.list_studies(url)
+    assert row["name"] == "t" and row["objectives"] == ["val_acc", "params"] and row["n_trials"] == len(df)
+    with pytest.raises(UserError, match="no study named 'x'.*found: t"):
+        st.load_trials(url, "x")
