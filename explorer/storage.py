@@ -121,10 +121,16 @@ def _open_rdb(url: str, create: bool, stale_callback, heartbeat_interval, grace_
 
     from optuna.exceptions import ExperimentalWarning
 
+    from explorer import pg
+
+    engine_kwargs: dict[str, Any] = {}
+    if pg.is_postgres(url):
+        # Fail fast with one line when the server is down, and keep idle pooled connections alive.
+        url, engine_kwargs = pg.probe(url), pg.engine_kwargs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat_interval is "experimental"
-        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                          heartbeat_stale_trial_callback=stale_callback)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                          grace_period=grace_period, heartbeat_stale_trial_callback=stale_callback)
 
 
 def _journal_backend_class():
