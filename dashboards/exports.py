@@ -15,9 +15,9 @@ import yaml
 
 from dashboards.loading import mask_url
 
-PROVENANCE_FIELDS = ("spec_id", "val_acc", "best_val_acc", "acc_std", "params", "macs",
+PROVENANCE_FIELDS = ("spec_id", "val_acc", "best_val_acc", "acc_mean", "acc_std", "params", "macs",
                      "size_mb", "size_mib", "latency_ms", "train_seconds", "end", "seed",
-                     "device", "git_rev", "versions")
+                     "device", "trainer", "data", "git_rev", "versions")
 TABLE_COLUMNS = ("study", "number", "val_acc", "best_val_acc", "params", "macs", "size_mb",
                  "size_mib", "latency_ms", "spec_id")
 

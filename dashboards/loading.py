@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explorer import pg
 from explorer.errors import UserError
+from explorer.export import NOISE_ATTRS, calibrations
 
 # Scalar trial user attrs copied into columns (missing ones become NaN / None).
 NUMERIC_ATTRS = ("params", "macs", "activations", "size_mb", "size_mib", "val_acc",
-                 "best_val_acc", "train_seconds", "images_per_s", "latency_ms", "acc_std",
+                 "best_val_acc", "train_seconds", "images_per_s", "latency_ms", "acc_mean", "acc_std",
                  "seed", "duplicate_of")
 TEXT_ATTRS = ("spec_id", "end", "device", "over_budget", "pruned_reason", "git_rev")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -79,12 +81,16 @@ def open_storage(url: str):
             _require_file(path)
             ro = f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true"
             return optuna.storages.RDBStorage(ro, skip_table_creation=True)
-        engine_kwargs = {}
-        if url.startswith(("postgresql", "postgres")):
-            engine_kwargs = {"connect_args": {"options": "-c default_transaction_read_only=on"}}
+        engine_kwargs: dict[str, Any] = {}
+        if pg.is_postgres(url):
+            # One fast probe (a one-line reason when the server is down), then read-only sessions.
+            url, engine_kwargs = pg.probe(url), pg.engine_kwargs()
+            engine_kwargs["connect_args"]["options"] = "-c default_transaction_read_only=on"
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
     except StorageError:
         raise
+    except UserError as exc:
+        raise StorageError(str(exc)) from None
     except Exception as exc:  # optuna, sqlalchemy and driver errors all mean "unreadable"
         raise StorageError(f"cannot read {mask_url(url)}: {_one_line(exc)}") from None
 
@@ -255,19 +261,24 @@ def load_trials(storage, study_name: str) -> pd.DataFrame:
     """Every trial of one study as a row: costs, accuracy, knobs (knob_*), spec and curve.
 
     `storage` is an open storage or a URL/path. Object columns `spec`, `curve`,
-    `val_loss_curve` and `versions` hold the raw stored values. `val_acc` falls back to
+    `val_loss_curve` and `versions` hold the raw stored values; `trainer` and `data` the
+    study's settings; `acc_mean` / `acc_std` come from the trial or its calibration. `val_acc` falls back to
     the objective value when the study's `objectives` name it but the attr is missing.
     """
     if isinstance(storage, (str, os.PathLike)):
         storage = open_storage(str(storage))
     study_id = _study_id(storage, study_name)
-    objectives = list(storage.get_study_user_attrs(study_id).get("objectives", []) or [])
+    study_attrs = storage.get_study_user_attrs(study_id)
+    objectives = list(study_attrs.get("objectives", []) or [])
     trials = storage.get_all_trials(study_id, deepcopy=False)
     if not trials:
         return empty_frame()
     # Built column by column from plain lists: pandas' list-of-dicts constructor took
     # most of the load time at 10,000 trials.
-    attrs = [t.user_attrs for t in trials]
+    # A calibration (`explorer calibrate`) is a study attr: Optuna freezes finished trials.
+    calib = calibrations(study_attrs)
+    attrs = [{**{k: v for k, v in calib[t.number].items() if k in NOISE_ATTRS}, **t.user_attrs}
+             if t.number in calib else t.user_attrs for t in trials]
     columns: dict[str, Any] = {
         "study": [study_name] * len(trials),
         "number": np.array([t.number for t in trials], dtype=int),
@@ -281,6 +292,10 @@ def load_trials(storage, study_name: str) -> pd.DataFrame:
     start = [t.datetime_start for t in trials]
     complete = [t.datetime_complete for t in trials]
     columns.update(_knob_columns(columns["spec"], [t.params for t in trials]))
+    # The study's trainer and data settings, so an exported config retrains the trial as run.
+    config = study_attrs.get("config") if isinstance(study_attrs.get("config"), dict) else {}
+    for key in ("trainer", "data"):
+        columns[key] = [config.get(key) if isinstance(config.get(key), dict) else {}] * len(trials)
     frame = _object_frame(columns)
     frame["datetime_start"] = pd.to_datetime(pd.Series(start, dtype=object))
     frame["datetime_complete"] = pd.to_datetime(pd.Series(complete, dtype=object))
@@ -303,7 +318,7 @@ def _typed_knobs(frame: pd.DataFrame) -> pd.DataFrame:
 def empty_frame() -> pd.DataFrame:
     """A trial table with the standard columns and no rows."""
     cols = (["study", "number", "state", *NUMERIC_ATTRS, *TEXT_ATTRS, "infeasible", "val_loss",
-             "val_loss_curve", "curve", "spec", "versions", "datetime_start", "datetime_complete",
+             "val_loss_curve", "curve", "spec", "versions", "trainer", "data", "datetime_start", "datetime_complete",
              "duration_s"])
     return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC_ATTRS else object) for c in cols})
 

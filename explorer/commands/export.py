@@ -1,0 +1,92 @@
+"""`explorer export STUDY (--trial N.. | --pareto | --budget B) --out DIR`: chosen trials -> config files."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `export` subcommand."""
+    p = sub.add_parser("export", help="write chosen trials as config files (spec + provenance) and a CSV",
+                       description="One file per chosen trial (a top-level spec: that `explorer describe`, "
+                                   "`explorer train` and explorer.spec.load_spec read, plus provenance, "
+                                   "metrics and costs with units) and summary.csv. Trials within seed "
+                                   "noise of a larger, more accurate one are flagged: |a - b| <= "
+                                   "K * sqrt(std_a^2 + std_b^2) (see docs/export.md).")
+    p.add_argument("study", help="a study name (with --storage, default runs/<name>.journal) or a study file")
+    pick = p.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", type=int, nargs="+", metavar="N", help="these trial numbers")
+    pick.add_argument("--pareto", action="store_true",
+                      help="the Pareto front (max val_acc, min the study's cost objectives)")
+    pick.add_argument("--budget", metavar="B", help='the front among trials within a budget, e.g. '
+                                                   '"params<=1e6,macs<=5e7" (k/M/G allowed)')
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml", help="file format (default yaml)")
+    p.add_argument("--storage", help="storage URL or path")
+    p.add_argument("--noise-std", type=float, metavar="S",
+                   help="study-level std of val accuracy for trials not calibrated (default: the RMS "
+                        "of the study's calibrated stds)")
+    p.add_argument("--noise-k", type=float, default=2.0, metavar="K", help="band width in stds (default 2)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Select, write the files, print the summary."""
+    from explorer import export as ex
+    from explorer.errors import UserError
+
+    if args.noise_std is not None and not (math.isfinite(args.noise_std) and args.noise_std >= 0):
+        raise UserError(f"--noise-std={args.noise_std}: give a number >= 0")
+    if not (math.isfinite(args.noise_k) and args.noise_k > 0):
+        raise UserError(f"--noise-k={args.noise_k}: give a number > 0")
+    budget = ex.parse_budget(args.budget) if args.budget else None
+    name, url = ex.resolve_study(args.study, args.storage)
+    rec = ex.read_study(name, url)
+    trials = ex.select_trials(rec, numbers=args.trial, pareto=args.pareto, budget=budget)
+    chosen = ex.assess(rec, trials, noise_std=args.noise_std, k=args.noise_k)
+    how = "trial" if args.trial else ("budget" if budget else "pareto")
+    selection = {"how": how, **({"budget": args.budget} if budget else {})}
+    rows = ex.export_trials(rec, chosen, Path(args.out), args.format, selection)
+    print(table(rows, rec.size_key))
+    print(footer(chosen, args.noise_k, Path(args.out)))
+    return 0
+
+
+def table(rows: list[dict], size_key: str) -> str:
+    """The summary as an aligned text table."""
+    head = ["trial", "val_acc %", "compared %", "± std %", "params", "MACs", "size MB",
+            "within noise of", "file"]
+    body = [[f"#{r['trial']}", _pct(r["val_acc"]), _pct(r["acc_used"]) + ("*" if r["acc_mean"] is not None else " "),
+             _pct(r["acc_std_used"]), _n(r["params"]),
+             _n(r["macs"]), f"{r['size_mb']:.3f}" if r["size_mb"] is not None else "-",
+             ("#" + str(r["within_noise_of"])) if r["within_noise_of"] is not None else "",
+             r["file"] + ("  <- pick" if r["pick"] else "")] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:>{w}}}" if i < 8 else f"{{:<{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*head)] + [fmt.format(*b) for b in body]).rstrip()
+
+
+def footer(chosen, k: float, out: Path) -> str:
+    """Where the files went, which std was used, and the suggested pick."""
+    lines = [f"wrote {len(chosen)} file(s) and {out / 'summary.csv'}"]
+    sources = {c.std_source for c in chosen}
+    if sources == {"none"}:
+        lines.append("no seed-noise estimate: run `explorer calibrate FILE --seeds 3` on a front "
+                     "trial, or pass --noise-std, to flag trials within noise of larger ones")
+        return "\n".join(lines)
+    pick = next((c for c in chosen if c.pick), None)
+    if pick is not None:
+        lines.append(f"pick: #{pick.trial.number}, the smallest trial within noise of the most accurate "
+                     f"(|a - b| <= {k:g} * sqrt(std_a^2 + std_b^2); * = calibrated mean, else val_acc; "
+                     f"stds from: {', '.join(sorted(sources))})")
+    return "\n".join(lines)
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.2f}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def _n(v) -> str:
+    return f"{int(v):,}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"

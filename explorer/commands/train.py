@@ -1,0 +1,112 @@
+"""`explorer train FILE --epochs N --out DIR`: a longer training of an exported config.
+
+The trainer settings stored in the file's provenance are the defaults (each can be
+overridden); the result is evaluated once on the held-out test split and written as a
+checkpoint (model.pt), a model card (model_card.md) and train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `train` subcommand."""
+    p = sub.add_parser("train", help="train an exported config longer; test accuracy, checkpoint, model card",
+                       description="Train the network of an export (or spec) file with the study's "
+                                   "trainer settings (overridable), evaluate it on the held-out test "
+                                   "split, and write DIR/model.pt, DIR/model_card.md and DIR/train.json.")
+    p.add_argument("file", help="an export file (explorer export) or a spec file")
+    p.add_argument("--epochs", type=int, required=True, help="epochs to train")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
+                                  "else ../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--per-class", type=int, metavar="N",
+                   help="training images per class (default: all; the study's val split is kept apart)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--seed", type=int, help="seed for weights, batches and augmentation (default: the study's)")
+    for name, kind in (("batch-size", int), ("lr", float), ("momentum", float), ("weight-decay", float),
+                       ("label-smoothing", float)):
+        p.add_argument(f"--{name}", type=kind, help="override the study's value")
+    p.add_argument("--time-budget", type=float, metavar="S", help="stop training after S seconds (default: none)")
+    p.add_argument("--onnx", action="store_true", help="also write DIR/model.onnx (needs the [onnx] extra)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, evaluate on test, write checkpoint, model card and metrics."""
+    from explorer import export as ex
+    from explorer.errors import UserError
+    from explorer.study import default_device, git_revision, package_versions
+
+    if args.epochs < 1:
+        raise UserError(f"--epochs={args.epochs}: give an integer >= 1")
+    if args.per_class is not None and args.per_class < 1:
+        raise UserError(f"--per-class={args.per_class}: give an integer >= 1")
+    exp = ex.read_export(args.file)
+    if exp.edited:
+        print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    settings = ex.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                                   lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                                   label_smoothing=args.label_smoothing)
+    settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
+    source = ex.resolve_data_source(args.data, exp)
+    device = args.device or default_device()
+    data = ex.load_export_data(exp, source, per_class=args.per_class)
+    print(f"training {exp.label} for {args.epochs} epochs on {len(data.train.y):,} images "
+          f"({data.source}, {exp.spec.input_size} px) on {device}", file=sys.stderr)
+    progress, on_epoch = _progress(args.epochs)
+    try:
+        model, _, metrics = ex.retrain(exp, data, settings=settings, device=device, progress=progress,
+                                       on_epoch_end=on_epoch)
+    finally:
+        progress.close()
+    out.mkdir(parents=True, exist_ok=True)
+    run_info = {"device": device, "data_source": data.source, "git_rev": git_revision(),
+                "versions": package_versions(), "command": "explorer " + " ".join(sys.argv[1:])}
+    preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
+                  "input_size": exp.spec.input_size}
+    extra = {"trainer": settings, "preprocess": preprocess, "provenance": exp.provenance, "run": run_info}
+    ex.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
+    ex.write_atomic(out / "model_card.md", ex.model_card(exp, metrics, settings, run_info))
+    ex.write_atomic(out / "train.json", json.dumps(ex._plain({"metrics": metrics, **extra}), indent=2) + "\n")
+    print(f"test accuracy {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images "
+          f"(val {100 * metrics['val_acc']:.2f}%); wrote {out / 'model.pt'}, {out / 'model_card.md'}, "
+          f"{out / 'train.json'}")
+    if args.onnx:
+        from explorer.onnx_export import export_onnx
+
+        print(export_onnx(out / "model.pt", out / "model.onnx"))
+    return 0
+
+
+def _progress(epochs: int):
+    """A tqdm bar over steps (ETA included) and an epoch callback writing one line per epoch."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="step", file=sys.stderr, dynamic_ncols=True, desc="train")
+    start = time.perf_counter()
+
+    def progress(step: int, total: int, loss: float) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(step - bar.n)
+        if step % 10 == 0 or step == total:
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    def on_epoch(epoch: int, metrics: dict) -> bool:
+        spent = time.perf_counter() - start
+        left = spent / epoch * (epochs - epoch)
+        bar.write(f"epoch {epoch}/{epochs}: val_acc {metrics['val_acc']:.4f}  val_loss "
+                  f"{metrics['val_loss']:.4f}  {spent:.0f}s spent, about {left:.0f}s left", file=sys.stderr)
+        return False
+
+    progress.close = bar.close
+    return progress, on_epoch
