@@ -127,25 +127,6 @@ def parse_budget(text: str) -> dict[str, float]:
     return out
 
 
-def front_mask(acc: Sequence[float], costs: Sequence[Sequence[float]]) -> list[bool]:
-    """Non-dominated points: maximise acc, minimise every cost column; non-finite never on it."""
-    import numpy as np
-
-    acc = np.asarray(acc, dtype=float)
-    cols = np.asarray(costs, dtype=float).reshape(len(acc), -1)
-    if cols.shape[1] == 1:
-        from explorer.pareto import pareto_front
-
-        return pareto_front(cols[:, 0], acc).tolist()
-    pts = np.column_stack([-acc, cols])
-    ok = np.isfinite(pts).all(axis=1)
-    keep = ok.copy()
-    for i in np.flatnonzero(ok):
-        others = pts[ok]
-        keep[i] = not (np.all(others <= pts[i], axis=1) & np.any(others < pts[i], axis=1)).any()
-    return keep.tolist()
-
-
 # --- reading a study ---------------------------------------------------------------------
 
 @dataclass
@@ -233,6 +214,8 @@ def select_trials(rec: StudyRecord, *, numbers: Sequence[int] | None = None, par
                             "raise the budget")
     acc = [t.user_attrs["val_acc"] for t in pool]
     costs = [[_num(t.user_attrs.get(c)) for c in rec.costs] for t in pool]
+    from explorer.pareto import front_mask
+
     chosen = [t for t, keep in zip(pool, front_mask(acc, costs)) if keep]
     if not chosen:
         raise UserError(f"the Pareto set of {rec.name!r} is empty: no trial has finite "

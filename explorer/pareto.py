@@ -55,6 +55,22 @@ def pareto_front(size: Sequence[float], acc: Sequence[float]) -> np.ndarray:
     return mask
 
 
+def front_mask(acc: Sequence[float], costs: Sequence[Sequence[float]]) -> list[bool]:
+    """Non-dominated points: maximise acc, minimise every cost column; non-finite never on it."""
+    acc = np.asarray(acc, dtype=float)
+    cols = np.asarray(costs, dtype=float).reshape(len(acc), -1)
+    if cols.shape[1] == 1:
+        return pareto_front(cols[:, 0], acc).tolist()
+    # Several costs: a plain O(n^2) scan; fronts are read over hundreds of trials, not millions.
+    pts = np.column_stack([-acc, cols])
+    ok = np.isfinite(pts).all(axis=1)
+    keep = ok.copy()
+    for i in np.flatnonzero(ok):
+        others = pts[ok]
+        keep[i] = not (np.all(others <= pts[i], axis=1) & np.any(others < pts[i], axis=1)).any()
+    return keep.tolist()
+
+
 def constrained_front(size: Sequence[float], acc: Sequence[float],
                       allowed: Sequence[bool] | None = None) -> np.ndarray:
     """The front among the `allowed` points only; other points are never on it."""

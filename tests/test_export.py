@@ -410,3 +410,13 @@ def test_dashboard_sees_calibration_and_exports_the_trainer_settings(tmp_path):
     assert exp.trainer == TRAINER and exp.data == DATA
     settings = trainer_settings(exp)
     assert (settings["lr"], settings["batch_size"], settings["epochs"]) == (0.05, 16, 1)
+
+
+def test_status_counts_a_duplicates_training_time_once(tmp_path, capsys):
+    # #1 reuses #0's result (and carries its train_seconds): 120 s of training, not 240.
+    rows = [(C, attrs(CIFAR8, params=100, macs=50, acc=0.5, train_seconds=120.0)),
+            (C, attrs(CIFAR8, params=100, macs=50, acc=0.5, train_seconds=120.0, duplicate_of=0))]
+    journal = make_study(tmp_path / "d.journal", "d", rows)
+    assert main(["status", "d", "--storage", str(journal)]) == 0
+    out = capsys.readouterr().out
+    assert "1 duplicates (reused)" in out and "(2.0 min training)" in out

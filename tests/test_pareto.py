@@ -231,3 +231,13 @@ def test_front_on_a_million_points_rises_strictly():
     # on the front, accuracy rises strictly with size
     order = np.argsort(size[mask])
     assert np.all(np.diff(acc[mask][order]) > 0)
+
+
+def test_front_mask_with_two_costs_hand_case():
+    # (acc, params, macs): C is dominated by B (less accurate, more params and MACs); E is not
+    # dominated by D (same acc, more params, but fewer MACs); a NaN accuracy is never on it.
+    acc = [0.50, 0.60, 0.55, 0.70, 0.70, float("nan")]
+    costs = [[100, 50], [200, 40], [300, 90], [400, 30], [500, 20], [10, 10]]
+    assert pareto.front_mask(acc, costs) == [True, True, False, True, True, False]
+    # one cost: E now loses to D (same acc, more params)
+    assert pareto.front_mask(acc, [[c[0]] for c in costs]) == [True, True, False, True, False, False]

@@ -52,7 +52,8 @@ def report(df, name: str, url: str, objectives: list[str]) -> str:
         extra = [f"{int(df['infeasible'].sum())} over budget (not trained)",
                  f"{int(df['duplicate_of'].notna().sum())} duplicates (reused)"]
         lines.append("        " + ", ".join(extra))
-        train_s = df["train_seconds"].fillna(0).sum()
+        # a duplicate carries its original's train_seconds but trained nothing itself
+        train_s = df.loc[df["duplicate_of"].isna(), "train_seconds"].fillna(0).sum()
         wall_s = df["duration_s"].fillna(0).sum()
         lines.append(f"time: {wall_s / 60:.1f} min in trials ({train_s / 60:.1f} min training)")
     lines.append("")
@@ -68,7 +69,10 @@ def front_table(df, objectives: list[str]) -> str:
     if not len(done):
         return "Pareto front: no completed trials yet"
     costs = [o for o in objectives if o != "val_acc"] or ["params"]
-    mask = _front_mask(done, costs)
+    from explorer.pareto import front_mask
+
+    mask = front_mask(done["val_acc"].to_numpy(float, na_value=np.nan),
+                      done[costs].to_numpy(float, na_value=np.nan))
     front = done[mask].sort_values(costs[0])
     header = ["trial", "val_acc %", "params", "MACs", "size MB", "stem", "base_e", "incr_e",
               "pct_3x3", "sr", "n_fire", "pools", "bypass"]
@@ -79,22 +83,6 @@ def front_table(df, objectives: list[str]) -> str:
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)
     title = f"Pareto front (max val_acc, min {', '.join(costs)}): {len(front)} of {len(done)} trained trials"
     return "\n".join([title, fmt.format(*header)] + [fmt.format(*row) for row in rows])
-
-
-def _front_mask(done, costs: list[str]):
-    """Non-dominated rows: maximise val_acc, minimise each cost (pareto_front for one cost)."""
-    import numpy as np
-
-    if len(costs) == 1:
-        from explorer.pareto import pareto_front
-
-        return pareto_front(done[costs[0]].to_numpy(float), done["val_acc"].to_numpy(float))
-    pts = np.column_stack([-done["val_acc"].to_numpy(float)] + [done[c].to_numpy(float) for c in costs])
-    keep = np.ones(len(pts), dtype=bool)
-    for i, p in enumerate(pts):
-        dominated = np.all(pts <= p, axis=1) & np.any(pts < p, axis=1)
-        keep[i] = not dominated.any()
-    return keep
 
 
 def _si(v: float) -> str:
