@@ -15,9 +15,9 @@ import yaml
 
 from dashboards.loading import mask_url
 
-PROVENANCE_FIELDS = ("spec_id", "val_acc", "best_val_acc", "acc_mean", "acc_std", "params", "macs",
-                     "size_mb", "size_mib", "latency_ms", "train_seconds", "end", "seed",
-                     "device", "trainer", "data", "git_rev", "versions")
+# Row columns that are the trial's stored user attrs under the same name.
+ATTR_FIELDS = ("spec", "seed", "device", "duplicate_of", "end", "versions", "git_rev", "val_acc",
+               "best_val_acc", "curve", "train_seconds", "images_per_s")
 TABLE_COLUMNS = ("study", "number", "val_acc", "best_val_acc", "params", "macs", "size_mb",
                  "size_mib", "latency_ms", "spec_id")
 
@@ -38,16 +38,30 @@ def plain(value: Any) -> Any:
 
 
 def trial_config(row: pd.Series | dict[str, Any], storage_url: str) -> dict[str, Any]:
-    """The export format: {"spec": {...}, "provenance": {...}} for one stored trial."""
+    """One stored trial in the export format of `explorer export` (explorer.export.trial_doc).
+
+    `load_spec`, `explorer describe`, `explorer calibrate` and `explorer train` read it; its
+    provenance carries the study's trainer and data settings, so training it again starts
+    from the settings the trial ran with.
+    """
+    from explorer.export import trial_doc
+
     row = dict(row)
-    provenance = {"storage": mask_url(storage_url), "study": row["study"],
-                  "trial": int(row["number"])}
-    for name in PROVENANCE_FIELDS:
-        value = plain(row.get(name))
-        if value not in (None, {}, []):
-            provenance[name] = value
-    provenance["exported_by"] = "explorer dashboard"
-    return {"spec": plain(row["spec"]), "provenance": provenance}
+    attrs = {k: plain(row.get(k)) for k in ATTR_FIELDS}
+    attrs["val_loss"] = plain(row.get("val_loss_curve"))
+    attrs = {k: v for k, v in attrs.items() if v not in (None, [], {})}
+    if attrs.get("duplicate_of") is not None:
+        attrs["duplicate_of"] = int(attrs["duplicate_of"])
+    if attrs.get("seed") is not None:
+        attrs["seed"] = int(attrs["seed"])
+    config = {k: plain(row.get(k)) or None for k in ("trainer", "data")}
+    seeds = plain(row.get("acc_seeds")) or []
+    noise = ({"k": len(seeds), "mean": plain(row.get("acc_mean")), "std": plain(row.get("acc_std")),
+              "accs": seeds} if seeds else None)
+    return trial_doc(study=str(row["study"]), number=int(row["number"]), storage=mask_url(storage_url),
+                     state=str(row.get("state") or ""), attrs=attrs, config=config,
+                     objectives=plain(row.get("objectives")) or None,
+                     selection={"how": "dashboard"}, noise=noise)
 
 
 def to_yaml(config: dict[str, Any]) -> str:

@@ -243,7 +243,7 @@ def _attr_columns(attrs: list[dict]) -> dict[str, Any]:
     for name in TEXT_ATTRS:
         out[name] = ["" if v is None else str(v) for v in _column(attrs, name)]
     out["infeasible"] = np.array([v is True for v in _column(attrs, "infeasible")], dtype=bool)
-    for name, kind in (("curve", list), ("spec", dict), ("versions", dict)):
+    for name, kind in (("curve", list), ("spec", dict), ("versions", dict), ("acc_seeds", list)):
         out[name] = [v if isinstance(v, kind) else kind() for v in _column(attrs, name)]
     loss = _column(attrs, "val_loss")
     out["val_loss_curve"] = [v if isinstance(v, list) else [] for v in loss]
@@ -262,7 +262,8 @@ def load_trials(storage, study_name: str) -> pd.DataFrame:
 
     `storage` is an open storage or a URL/path. Object columns `spec`, `curve`,
     `val_loss_curve` and `versions` hold the raw stored values; `trainer` and `data` the
-    study's settings; `acc_mean` / `acc_std` come from the trial or its calibration. `val_acc` falls back to
+    study's settings and `objectives` its objectives; `acc_mean` / `acc_std` / `acc_seeds`
+    come from the trial or its calibration. `val_acc` falls back to
     the objective value when the study's `objectives` name it but the attr is missing.
     """
     if isinstance(storage, (str, os.PathLike)):
@@ -296,6 +297,7 @@ def load_trials(storage, study_name: str) -> pd.DataFrame:
     config = study_attrs.get("config") if isinstance(study_attrs.get("config"), dict) else {}
     for key in ("trainer", "data"):
         columns[key] = [config.get(key) if isinstance(config.get(key), dict) else {}] * len(trials)
+    columns["objectives"] = [objectives] * len(trials)
     frame = _object_frame(columns)
     frame["datetime_start"] = pd.to_datetime(pd.Series(start, dtype=object))
     frame["datetime_complete"] = pd.to_datetime(pd.Series(complete, dtype=object))
@@ -318,7 +320,8 @@ def _typed_knobs(frame: pd.DataFrame) -> pd.DataFrame:
 def empty_frame() -> pd.DataFrame:
     """A trial table with the standard columns and no rows."""
     cols = (["study", "number", "state", *NUMERIC_ATTRS, *TEXT_ATTRS, "infeasible", "val_loss",
-             "val_loss_curve", "curve", "spec", "versions", "trainer", "data", "datetime_start", "datetime_complete",
+             "val_loss_curve", "curve", "spec", "versions", "acc_seeds", "trainer", "data", "objectives",
+             "datetime_start", "datetime_complete",
              "duration_s"])
     return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC_ATTRS else object) for c in cols})
 

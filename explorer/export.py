@@ -295,34 +295,48 @@ def assess(rec: StudyRecord, trials: list[Any], *, noise_std: float | None = Non
 
 def export_doc(rec: StudyRecord, c: Chosen, selection: dict[str, Any]) -> dict[str, Any]:
     """The export file's content for one chosen trial (plain types only)."""
-    t = c.trial
-    a = t.user_attrs
-    try:
-        spec = SqueezeSpec.from_dict(a["spec"])
-    except (SpecError, TypeError) as exc:
-        raise UserError(f"trial #{t.number} of {rec.name!r}: its stored spec is invalid: {exc}") from None
-    cost = estimate_cost(spec).to_dict()
     from explorer.storage import mask_url
 
-    prov = {"study": rec.name, "trial": t.number, "storage": mask_url(_absolute(rec.url)),
-            "spec_id": spec_id(spec), "state": t.state.name, "seed": a.get("seed"),
-            "device": a.get("device"), "trainer": rec.config.get("trainer"),
-            "data": rec.config.get("data"), "objectives": rec.objectives,
-            "duplicate_of": a.get("duplicate_of"), "end": a.get("end"),
-            "selection": {**selection, "within_noise_of": c.tied_with,
-                          "tied_with_best": c.tied_with_best, "pick": c.pick,
-                          "acc_used": _plain(c.acc), "acc_std_used": _plain(c.std), "acc_std_source": c.std_source},
-            "versions": a.get("versions"), "git_rev": a.get("git_rev"),
-            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    doc: dict[str, Any] = {"spec": spec.to_dict(), "provenance": _plain(prov),
-                           "metrics": _plain({k: a[k] for k in METRIC_KEYS if k in a}),
-                           "cost": {**cost, "units": dict(UNITS)}}
+    t = c.trial
+    sel = {**selection, "within_noise_of": c.tied_with, "tied_with_best": c.tied_with_best,
+           "pick": c.pick, "acc_used": _plain(c.acc), "acc_std_used": _plain(c.std),
+           "acc_std_source": c.std_source}
     noise = trial_noise(t, rec.calibrations)
+    noise_doc = None
     if noise.get("acc_seeds"):
         full = rec.calibrations.get(t.number, {}).get("noise")
-        doc["noise"] = _plain(full if isinstance(full, dict) else {
+        noise_doc = full if isinstance(full, dict) else {
             "k": len(noise["acc_seeds"]), "mean": noise.get("acc_mean"), "std": noise.get("acc_std"),
-            "accs": noise["acc_seeds"]})
+            "accs": noise["acc_seeds"]}
+    return trial_doc(study=rec.name, number=t.number, storage=mask_url(_absolute(rec.url)),
+                     state=t.state.name, attrs=t.user_attrs, config=rec.config,
+                     objectives=rec.objectives, selection=sel, noise=noise_doc)
+
+
+def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[str, Any],
+              config: dict[str, Any], objectives: list[str] | None, selection: dict[str, Any],
+              noise: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The export format for one stored trial; `explorer export` and the dashboard both write it.
+
+    `storage` is shown as given (mask it first); `attrs` are the trial's user attrs;
+    `config` the study's stored config (its trainer and data settings are kept).
+    """
+    try:
+        spec = SqueezeSpec.from_dict(attrs["spec"])
+    except (KeyError, SpecError, TypeError) as exc:
+        raise UserError(f"trial #{number} of {study!r}: its stored spec is invalid: {exc}") from None
+    prov = {"study": study, "trial": number, "storage": storage,
+            "spec_id": spec_id(spec), "state": state, "seed": attrs.get("seed"),
+            "device": attrs.get("device"), "trainer": config.get("trainer") or None,
+            "data": config.get("data") or None, "objectives": objectives,
+            "duplicate_of": attrs.get("duplicate_of"), "end": attrs.get("end"),
+            "selection": selection, "versions": attrs.get("versions"), "git_rev": attrs.get("git_rev"),
+            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    doc: dict[str, Any] = {"spec": spec.to_dict(), "provenance": _plain(prov),
+                           "metrics": _plain({k: attrs[k] for k in METRIC_KEYS if k in attrs}),
+                           "cost": {**estimate_cost(spec).to_dict(), "units": dict(UNITS)}}
+    if noise:
+        doc["noise"] = _plain(noise)
     return doc
 
 

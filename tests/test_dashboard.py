@@ -207,7 +207,7 @@ def test_trial_config_round_trips_through_load_spec(hand_storage, tmp_path):
     frame = ld.load_trials(str(hand_storage), "hand")
     config = exports.trial_config(frame.iloc[1], "postgresql://u:pw@h/db")
     assert config["provenance"]["storage"] == "postgresql://u:***@h/db"
-    assert config["provenance"]["trial"] == 1 and config["provenance"]["val_acc"] == 0.70
+    assert config["provenance"]["trial"] == 1 and config["metrics"]["val_acc"] == 0.70
     path = tmp_path / "t.yaml"
     path.write_text(exports.to_yaml(config))
     assert load_spec(path) == SqueezeSpec.from_dict(factory.spec_dict(**knobs(32)))

@@ -408,6 +408,7 @@ def test_dashboard_sees_calibration_and_exports_the_trainer_settings(tmp_path):
     path.write_text(dash_exports.to_yaml(dash_exports.trial_config(row, str(journal))))
     exp = read_export(path)
     assert exp.trainer == TRAINER and exp.data == DATA
+    assert exp.doc["noise"] == {"k": 2, "mean": 0.69, "std": 0.01, "accs": [0.68, 0.70]}
     settings = trainer_settings(exp)
     assert (settings["lr"], settings["batch_size"], settings["epochs"]) == (0.05, 16, 1)
 
@@ -420,3 +421,22 @@ def test_status_counts_a_duplicates_training_time_once(tmp_path, capsys):
     assert main(["status", "d", "--storage", str(journal)]) == 0
     out = capsys.readouterr().out
     assert "1 duplicates (reused)" in out and "(2.0 min training)" in out
+
+
+def test_dashboard_download_has_the_export_commands_format(hand, tmp_path):
+    # The same trial through `explorer export --trial 3` and through the dashboard's download:
+    # the same sections, spec, metrics, cost and trainer/data settings.
+    from dashboards import exports as dash_exports
+    from dashboards import loading as dash_loading
+
+    export(hand, tmp_path / "out", "--trial", "3")
+    cli = yaml.safe_load((tmp_path / "out/hand_trial00003.yaml").read_text())
+    row = dash_loading.load_trials(str(hand), "hand").set_index("number", drop=False).loc[3]
+    dash = dash_exports.trial_config(row, str(hand))
+    assert set(dash) == set(cli) == {"spec", "provenance", "metrics", "cost"}
+    assert dash["spec"] == cli["spec"] and dash["cost"] == cli["cost"] and dash["metrics"] == cli["metrics"]
+    same = ("study", "trial", "spec_id", "state", "seed", "device", "trainer", "data", "objectives",
+            "end", "versions", "git_rev")
+    assert {k: dash["provenance"][k] for k in same} == {k: cli["provenance"][k] for k in same}
+    assert dash["provenance"]["selection"] == {"how": "dashboard"}
+    assert cli["provenance"]["selection"]["how"] == "trial"
