@@ -21,6 +21,7 @@ both end in `run_trials`, which takes an injected `trainer` for tests and benchm
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -593,12 +594,16 @@ def count_done(study) -> int:
 
 def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: int | None = None,
                timeout_s: float | None = None, trainer: Callable | None = None,
-               num_classes: int | None = None, progress: bool = True, out=None) -> RunSummary:
+               num_classes: int | None = None, progress: bool = True, out=None,
+               storage_url: str | None = None) -> RunSummary:
     """Run trials of an existing study until n_trials count as done, the time is up or Ctrl-C.
 
     n_trials counts the study's finished trials (all workers, earlier runs included);
-    infeasible trials cost microseconds and do not count.
+    infeasible trials cost microseconds and do not count. Each trial is claimed under the
+    study's lock, as `explorer worker` does, so runs and workers together never start more
+    than n_trials (a journal file's lock needs `storage_url`).
     """
+    from explorer.commands import worker as claim
     import optuna
     from tqdm import tqdm
 
@@ -621,7 +626,7 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         return summary
     bar = tqdm(total=n_trials, initial=done, unit="trial", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, desc=study.study_name)
-    started, streak = time.perf_counter(), [0]
+    started, streak, stopping = time.perf_counter(), [0], [False]
 
     def after(study_, frozen) -> None:
         runner_out = outcome(runner, frozen)
@@ -634,17 +639,20 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         if counted:
             bar.update(1)
         fail_stale_trials(study_)
-        if n_trials is not None and count_done(study_) >= n_trials:
-            study_.stop()
         if streak[0] >= MAX_INFEASIBLE_STREAK:
             tqdm.write(f"stopping: {streak[0]} trials in a row were infeasible or failed; "
                        "shrink the space or raise the budgets", file=out)
-            study_.stop()
+            stopping[0] = True
+
+    def lock():
+        if storage_url is None and claim.rdb_of(study) is None:
+            return contextlib.nullcontext()  # a journal whose path we were not given
+        return claim.study_lock(study, storage_url or "")
 
     old_term = _term_as_interrupt()
     try:
-        study.optimize(runner, timeout=timeout_s, callbacks=[after], catch=(InvalidSpec,),
-                       gc_after_trial=False)
+        claim.work(study, runner, target=n_trials, lock=lock, timeout_s=timeout_s,
+                   catch=(InvalidSpec,), on_trial=after, stop=lambda: stopping[0], out=out)
     except KeyboardInterrupt:
         summary.interrupted = True
         with st.defer_interrupts():
@@ -742,7 +750,7 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     device = device or default_device()
     if data is None:
         data = load_data_for(config, path, device)
-    summary = run_trials(study, config, data=data, device=device, n_trials=n_trials,
+    summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, storage_url=url,
                          timeout_s=timeout_s, trainer=trainer, progress=progress, out=out)
     summary.storage_url = url
     return summary
@@ -759,6 +767,6 @@ def work(storage_url: str, study_name: str, *, data_path: str | None = None, dev
     device = device or default_device()
     data = load_data_for(config, path, device)
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, timeout_s=timeout_s,
-                         trainer=trainer, progress=progress, out=out)
+                         trainer=trainer, progress=progress, out=out, storage_url=storage_url)
     summary.storage_url = st.mask_url(storage_url)
     return summary

@@ -281,3 +281,23 @@ def test_bad_postgres_url_is_one_masked_line(case, command, tmp_path):
     assert "***" in lines[0], "the URL should be shown, masked"
     assert list(tmp_path.iterdir()) == [], "nothing may be written"
     assert time.monotonic() - started < 30
+
+
+def test_runs_and_a_worker_together_finish_exactly_n(new_study, tmp_path):
+    # `explorer run` claims trials under the same lock as `explorer worker`: two runs and a
+    # worker racing on one journal study stop at exactly n trials (none started beyond it).
+    import json
+
+    n = 6
+    url = str(tmp_path / "runs" / "study.journal")
+    name = new_study(url, n)
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(json.dumps({**study_dict(name, n), "storage": url}))  # JSON is YAML
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen([sys.executable, "-m", "explorer", "run", str(study_file), "--no-progress"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = finish(runs + [start_worker(name, url, tmp_path)])
+    for rc, stdout, stderr in results:
+        assert rc == 0, f"exited {rc}:\n{stdout}\n{stderr}"
+    check_exactly_n(url, name, n, results)

@@ -12,8 +12,8 @@ together never start a trial that could make the count exceed N. Over-budget and
 trials do not count, so they free their place for another trial. A worker that finds every
 place taken waits (every --poll seconds) instead of exiting: if another worker dies, its
 RUNNING trial is failed after the heartbeat grace period and retried by a waiting worker.
-Not covered: `explorer run` processes on the same study do not take the lock (each may
-add one trial beyond N), and MySQL storages have no lock here.
+`explorer run` claims its trials through the same `work()` loop and lock. Not covered:
+MySQL storages have no lock here.
 """
 
 from __future__ import annotations
@@ -240,8 +240,8 @@ def fail_stale(study) -> list[int]:
 
 def work(study, objective: Callable, *, target: int | None, lock: Callable[[], ContextManager],
          poll_s: float = 2.0, timeout_s: float | None = None, catch: tuple = (),
-         on_trial: Callable | None = None, out=None) -> int:
-    """Run trials until `target` count as done (all workers), the time is up or Ctrl-C.
+         on_trial: Callable | None = None, stop: Callable[[], bool] | None = None, out=None) -> int:
+    """Run trials until `target` count as done (all workers), the time is up, `stop()` or Ctrl-C.
 
     Returns how many trials this process ran. `objective` takes an Optuna trial.
     """
@@ -249,6 +249,8 @@ def work(study, objective: Callable, *, target: int | None, lock: Callable[[], C
     started, ran, said_wait = time.monotonic(), 0, False
     fail_stale(study)
     while timeout_s is None or time.monotonic() - started < timeout_s:
+        if stop is not None and stop():
+            return ran
         with contextlib.ExitStack() as held:
             held.enter_context(lock())
             done, running = claim_counts(study)
