@@ -5,8 +5,11 @@ each batch is gathered, randomly cropped (reflect padding) and flipped in one in
 op, then normalised on the device, so the step loop does no per-sample Python work.
 SGD with Nesterov momentum, linear warm-up then linear decay to 0 per step, label
 smoothing, optional EMA of the weights and flip test-time augmentation. A non-finite
-loss ends the run as "diverged" (never an exception); `time_budget_s` is checked every
-step; `on_epoch_end(epoch, metrics)` returning True stops the run ("stopped").
+loss ends the run as "diverged" (never an exception); a network whose every output is
+exactly 0 on the whole validation split after an epoch ends it as "dead" (SqueezeNet's
+ReLU after the final convolution can die: no gradient reaches anything any more, so
+further epochs cannot help); `time_budget_s` is checked every step;
+`on_epoch_end(epoch, metrics)` returning True stops the run ("stopped").
 Deterministic on CPU for a given seed. Prints nothing.
 """
 
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENDS = ("completed", "time_budget", "diverged", "stopped")
+ENDS = ("completed", "time_budget", "diverged", "dead", "stopped")
 
 
 @dataclass
@@ -127,12 +130,16 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
         if result.end == "diverged":
             break
         eval_model = averaged.model if averaged else model
+        stats: dict[str, float] = {}
         acc, loss_val = evaluate(eval_model, x_val, y_val, mean=data.mean, std=data.std,
                                  batch_size=eval_batch_size, device=device, tta=tta,
-                                 channels_last=channels_last)
+                                 channels_last=channels_last, stats=stats)
         result.val_acc.append(acc)
         result.val_loss.append(loss_val)
         if result.end == "time_budget":
+            break
+        if stats.get("max_abs_output") == 0.0:
+            result.end = "dead"
             break
         metrics = {"epoch": epoch, "val_acc": acc, "val_loss": loss_val,
                    "train_seconds": result.train_seconds, "steps": step}
@@ -148,8 +155,11 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
              batch_size: int = 1024, device: str | torch.device = "cpu", tta: bool = False,
-             channels_last: bool = True) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of `model` on uint8 images; `tta` averages flips."""
+             channels_last: bool = True, stats: dict | None = None) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` on uint8 images; `tta` averages flips.
+
+    `stats`, if given, receives `max_abs_output`: the largest |logit| seen (0.0: a dead network).
+    """
     device = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
@@ -157,6 +167,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
     model.eval()
     norm = _Normalise(mean, std, device)
     correct, loss_sum = 0, 0.0
+    max_abs = torch.zeros((), device=device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for i in range(0, len(y), batch_size):
             xb = norm(x[i:i + batch_size].to(device).permute(0, 2, 3, 1), fmt)
@@ -166,7 +177,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
                 logits = (logits + model(xb.flip(3)).float()) / 2
             loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
+            max_abs = torch.maximum(max_abs, logits.abs().max())
     model.train(was_training)
+    if stats is not None:
+        stats["max_abs_output"] = float(max_abs)
     n = max(len(y), 1)
     return correct / n, loss_sum / n
 

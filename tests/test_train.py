@@ -164,3 +164,20 @@ def test_real_cifar10_learns_well_above_chance(tmp_path):
     # Measured (2,000 images at 16 px, 15 epochs, about 6 s): 0.396, 0.380, 0.348 for seeds
     # 0, 1, 2 (final val acc); chance is 0.10.
     assert r.end == "completed" and r.final_acc > 0.25
+
+
+def test_dead_squeezenet_stops_after_one_epoch(synthetic):
+    # A final-conv bias of -1000 makes every logit ReLU(negative) = 0 for every image: no
+    # gradient reaches any weight, so the run ends "dead" after the first evaluation, at chance.
+    from explorer.model import build_model
+    from explorer.spec import SqueezeSpec
+
+    spec = SqueezeSpec(stem="cifar", stem_width=8, base_e=8, incr_e=8, n_fire=2, pools=(1,),
+                       batchnorm=True, dropout=0.0, num_classes=10, input_size=16)
+    model = build_model(spec)
+    with torch.no_grad():
+        model.classifier[1].bias.fill_(-1000.0)
+    r = train(model, synthetic, epochs=4, batch_size=64)
+    assert r.end == "dead" and len(r.val_acc) == 1 and r.val_loss[0] == pytest.approx(math.log(10))
+    # a live network of the same shape is not called dead
+    assert train(build_model(spec), synthetic, epochs=1, batch_size=64).end == "completed"
