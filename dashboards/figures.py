@@ -123,12 +123,16 @@ def pareto_data(frame: pd.DataFrame, roles: np.ndarray, size_col: str, acc_col: 
                 color_col: str | None = None) -> list[dict[str, Any]]:
     """The Pareto plot's traces as data: one per (study, role, colour category) + step lines.
 
-    Each point trace has `rows` (row ids of `frame`), x, y, role, study and colour; each
+    Each point trace has `rows` (row ids of `frame`), x, y, err (the calibrated seed std of
+    val_acc, NaN where none), role, study and colour; each
     study's front also gets a 'line' trace sorted by size. Trials with no accuracy that a
     study's budget rejected sit on a strip just below the lowest accuracy (`floor_y`).
     """
     size = frame[size_col].to_numpy(dtype=float)
     acc = frame[acc_col].to_numpy(dtype=float)
+    # seed noise (`explorer calibrate`): +- one std around the short-run val_acc
+    std = (frame["acc_std"].to_numpy(dtype=float) if acc_col == "val_acc" and "acc_std" in frame
+           else np.full(len(frame), np.nan))
     y = np.where(np.isnan(acc) & (roles == "infeasible"), floor_y(acc), acc)
     keep = np.isfinite(size) & np.isfinite(y)
     studies = list(pd.unique(frame["study"]))
@@ -147,7 +151,7 @@ def pareto_data(frame: pd.DataFrame, roles: np.ndarray, size_col: str, acc_col: 
                 if rows.size:
                     traces.append({"kind": "points", "study": study, "study_index": si,
                                    "role": role, "category": cat, "rows": rows,
-                                   "x": size[rows], "y": y[rows],
+                                   "x": size[rows], "y": y[rows], "err": std[rows],
                                    "color": None if colors is None else colors[rows]})
         front = np.flatnonzero(in_study & (roles == "front"))
         if front.size:
@@ -208,10 +212,16 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
         if multi_study:
             name += f" · {t['study']}"
         rows = t["rows"]
-        data.append({"type": "scattergl", "mode": "markers", "x": t["x"], "y": t["y"],
-                     "customdata": np.column_stack([rows.astype(np.float32), hover.numbers[rows]]),
-                     "text": hover.text[rows], "meta": t["study"], "hovertemplate": hover.template,
-                     "marker": marker, "name": name})
+        trace = {"type": "scattergl", "mode": "markers", "x": t["x"], "y": t["y"],
+                 "customdata": np.column_stack([rows.astype(np.float32), hover.numbers[rows]]),
+                 "text": hover.text[rows], "meta": t["study"], "hovertemplate": hover.template,
+                 "marker": marker, "name": name}
+        err = t.get("err")
+        if err is not None and np.isfinite(err).any():
+            # error bars only where a calibration measured the noise (None: no bar)
+            trace["error_y"] = {"type": "data", "visible": True, "thickness": 1.2, "width": 4,
+                                "array": [float(e) if np.isfinite(e) else None for e in err]}
+        data.append(trace)
         trace_rows.append(t["rows"])
     layout = {
         "xaxis": {"title": {"text": SIZE_AXES.get(size_col, size_col)}, "type": "log" if log_x else "linear"},

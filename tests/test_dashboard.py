@@ -275,6 +275,27 @@ def test_app_shows_the_front_of_the_study(monkeypatch, hand_storage):
     points = {d["name"]: rows_of(d) for d in spec["data"] if d["mode"] == "markers"}
     assert points == {"Pareto front": [0, 1], "dominated": [2], "over budget (study)": [3]}
     assert spec["layout"]["xaxis"] == {"title": {"text": "parameters"}, "type": "log"}
+    # every trained trial of the factory stores acc_std 0.01: +-1 point error bars
+    bars = {d["name"]: d.get("error_y", {}).get("array") for d in spec["data"] if d["mode"] == "markers"}
+    assert bars == {"Pareto front": [0.01, 0.01], "dominated": [0.01], "over budget (study)": None}
+
+
+def test_error_bars_only_where_noise_was_measured(hand_storage):
+    frame = ld.load_trials(str(hand_storage), "hand")
+    frame.loc[frame["number"] == 0, "acc_std"] = np.nan  # #0 never calibrated
+    roles = pareto.classify(frame["params"], frame["val_acc"], frame["infeasible"],
+                            np.ones(4, bool), frame["study"])
+    hover = figures.hover_data(frame, [])
+    fig, _ = figures.pareto_figure(figures.pareto_data(frame, roles, "params", "val_acc"), hover,
+                                   "params", "val_acc", log_x=True, log_y=False, color_col=None,
+                                   color_kind="none", multi_study=False)
+    front = next(d for d in fig["data"] if d.get("name") == "Pareto front")
+    assert front["error_y"]["array"] == [None, 0.01]
+    # best_val_acc has no seed-noise estimate: no bars at all
+    fig, _ = figures.pareto_figure(figures.pareto_data(frame, roles, "params", "best_val_acc"), hover,
+                                   "params", "best_val_acc", log_x=True, log_y=False, color_col=None,
+                                   color_kind="none", multi_study=False)
+    assert not any("error_y" in d for d in fig["data"])
 
 
 def test_app_changing_the_axis_redraws(monkeypatch, hand_storage):
