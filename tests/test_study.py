@@ -267,3 +267,18 @@ def test_a_cost_disagreement_fails_the_trial_loudly(tmp_path, monkeypatch):
         run(config(n_trials=1), url, FakeTrainer())
     (t,) = trials(url)
     assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"].startswith("cost mismatch")
+
+
+def test_run_with_storage_flag_points_the_next_steps_at_it(tmp_path, cifar_archive, monkeypatch, capsys):
+    # the study file's own storage is another one: `explorer status e2e.yaml` would miss it
+    monkeypatch.chdir(tmp_path)
+    study = dict(BASE, name="e2e", trainer={"epochs": 1, "batch_size": 32}, n_trials=1)
+    (tmp_path / "e2e.yaml").write_text(json.dumps(study))
+    journal = tmp_path / "elsewhere" / "s.journal"
+    assert main(["run", "e2e.yaml", "--storage", str(journal), "--data", str(cifar_archive),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"next: explorer status e2e --storage {journal}" in out
+    assert f"explorer export e2e --storage {journal} --pareto" in out
+    assert main(["status", "e2e", "--storage", str(journal)]) == 0  # the hint works
+    assert "1 complete" in capsys.readouterr().out

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: the running trial was marked FAIL and queued again; rerun "
               f"`explorer run {args.study}` to resume", file=sys.stderr)
         return 130
-    print(f"next: explorer status {args.study}   |   explorer dashboard --storage {shlex.quote(url)}   |   "
-          f"explorer export {args.study} --pareto --out exports/{config.name}")
+    # with --storage the study file names another storage: point the hints at this one
+    target = f"{config.name} --storage {shlex.quote(url)}" if args.storage else args.study
+    print(f"next: explorer status {target}   |   explorer dashboard --storage {shlex.quote(url)}   |   "
+          f"explorer export {target} --pareto --out exports/{config.name}")
     return 0
