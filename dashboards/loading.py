@@ -10,7 +10,6 @@ transactions, and neither creates tables. Secrets in URLs are masked wherever sh
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,9 @@ class StorageError(UserError):
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by *** (user:pw@host and ?password=...)."""
-    masked = re.sub(r"(://[^/:@?#]*):[^@/?#]*@", r"\1:***@", str(url))
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", masked)
+    from explorer.storage import mask_url as mask
 
+    return mask(url)
 
 def storage_kind(url: str) -> str:
     """'journal', 'sqlite' or 'rdb' for a storage URL, `journal:PATH` or plain file path."""

@@ -34,15 +34,10 @@ def is_postgres(url: str) -> bool:
 
 
 def mask(url: str) -> str:
-    """The URL with its password replaced by ***, even when the URL does not parse."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    at = rest.split("?", 1)[0].rfind("@")
-    if at < 0 or ":" not in rest[:at]:
-        return url
-    return f"{scheme}://{rest[:at].split(':', 1)[0]}:***@{rest[at + 1:]}"
+    """The URL with every password replaced by *** (explorer.storage.mask_url)."""
+    from explorer.storage import mask_url
 
+    return mask_url(url)
 
 def parse(url: str):
     """The SQLAlchemy URL, its driver set to psycopg; UserError (masked) when malformed."""

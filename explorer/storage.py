@@ -45,12 +45,16 @@ RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S = 30, 120
 _DURABLE_OPS = (0, 1, 4, 6)  # journal ops CREATE_STUDY, DELETE_STUDY, CREATE_TRIAL, SET_TRIAL_STATE_VALUES
 
-_SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@")
+# user:PASSWORD@ (up to the last @ before the host, so an unencoded @ in it is hidden too)
+_SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^\s/?#]*@")
+# libpq's query-string forms: ?password=..., &sslpassword=..., &passfile=...
+_SECRET_QUERY = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd|sslpassword|passfile)=)[^&#\s]*")
 
 
 def mask_url(text: str) -> str:
-    """Hide the password of every URL in `text`: postgresql://u:***@host/db."""
-    return _SECRET.sub(lambda m: m.group("head") + "***@", str(text))
+    """Hide every password in `text`: postgresql://u:***@host/db, ...?password=***."""
+    text = _SECRET.sub(lambda m: m.group("head") + "***@", str(text))
+    return _SECRET_QUERY.sub(lambda m: m.group("head") + "***", text)
 
 
 def default_storage_url(study_name: str) -> str:
@@ -77,9 +81,15 @@ def open_storage(url: str, *, create: bool = False,
 
     With create=False a missing journal or SQLite file is an error rather than a new file.
     """
+    forms = "use a path, journal:PATH, sqlite:///PATH or postgresql://USER@HOST/DB"
     if "://" in url and kind_of(url) != "rdb":
-        raise UserError(f"unknown storage URL {mask_url(url)!r}: use a path, journal:PATH, "
-                        "sqlite:///PATH or postgresql://USER@HOST/DB")
+        raise UserError(f"unknown storage URL {mask_url(url)!r}: {forms}")
+    if "://" not in url and re.match(r"[A-Za-z][\w+.-]+:", url) and not url.startswith("journal:"):
+        # sqlite:runs/x.db or postgresql:host would otherwise become a file named "sqlite:..."
+        raise UserError(f"storage {mask_url(url)!r} looks like a URL without '//': {forms}")
+    if re.fullmatch(r"sqlite(\+\w+)?://(/(:memory:)?)?", url.strip()):
+        raise UserError(f"storage {url!r} is an in-memory database that other processes and later "
+                        "runs cannot see; give a file: sqlite:///runs/NAME.db")
     try:
         if kind_of(url) == "journal":
             return _open_journal(journal_path(url), create)
@@ -151,27 +161,59 @@ def _journal_backend_class():
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
             durable = any(log.get("op_code") in _DURABLE_OPS for log in logs)
             with defer_interrupts(), get_lock_file(self._lock):
-                with open(self._file_path, "ab") as f:
+                with open(self._file_path, "rb+" if os.path.exists(self._file_path) else "wb+") as f:
+                    # Writers append under this lock, so a torn last line here is a dead
+                    # writer's (kill -9, disk full): cut it off, or our line would extend it
+                    # into one unreadable line and every later open would fail.
+                    _cut_torn_tail(f)
+                    f.seek(0, os.SEEK_END)
                     f.write(text.encode("utf-8"))
                     f.flush()
                     if durable:
                         os.fsync(f.fileno())
 
         def repair_torn_tail(self) -> None:
-            """Drop a last line left unfinished by a killed writer (kill -9 mid-append)."""
+            """Drop a last line left unfinished by a killed writer (kill -9 mid-append).
+
+            Reads first without the lock: an intact file (the usual case) is left alone even
+            where it is read-only to us, so `status` and `trials` can read it.
+            """
             from optuna.storages.journal._file import get_lock_file
 
             if os.path.getsize(self._file_path) == 0:
                 return
-            with get_lock_file(self._lock), open(self._file_path, "rb+") as f:
+            with open(self._file_path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) == b"\n":
                     return
-                f.seek(0)
-                data = f.read()
-                f.truncate(data.rfind(b"\n") + 1)
+            if not os.access(self._file_path, os.W_OK):
+                return  # torn but not ours to repair; Optuna's reader skips an unfinished line
+            with get_lock_file(self._lock), open(self._file_path, "rb+") as f:
+                _cut_torn_tail(f)
 
     return SafeJournalFileBackend
+
+
+def _cut_torn_tail(f) -> None:
+    """Truncate an open (rb+) journal file after its last newline, if it ends mid-line."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+        return
+    # read backwards in blocks to the last newline (journals grow large)
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        f.seek(start)
+        block = f.read(pos - start)
+        i = block.rfind(b"\n")
+        if i >= 0:
+            f.truncate(start + i + 1)
+            return
+        pos = start
+    f.truncate(0)
 
 
 def _SafeJournalFileBackend(path: str):  # noqa: N802 - a class made lazily (optuna import)

@@ -70,6 +70,41 @@ def test_a_torn_last_line_is_repaired_on_open(tmp_path):
     assert all(line.endswith("}") for line in path.read_text().splitlines())
 
 
+def test_a_line_torn_while_a_live_process_has_the_file_open_is_cut_before_its_next_append(tmp_path):
+    # the reader (this process) opened the file before another writer died mid-append
+    path = tmp_path / "s.journal"
+    storage = st.open_storage(str(path), create=True)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr("k", 1)
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 2, "worker_id": "x", "study_id": 0, "user_attr": {"k"')  # died mid-write
+    study.set_user_attr("k", 2)  # same open storage: no repair-on-open happens
+    again = optuna.load_study(study_name="s", storage=st.open_storage(str(path)))
+    assert again.user_attrs["k"] == 2
+    assert all(line.endswith("}") for line in path.read_text().splitlines())
+
+
+def test_an_intact_read_only_journal_can_be_read(tmp_path, monkeypatch):
+    import builtins
+
+    path = tmp_path / "s.journal"
+    optuna.create_study(study_name="s", storage=st.open_storage(str(path), create=True))
+    before = path.read_bytes()
+    real_open = builtins.open
+
+    def read_only_open(file, mode="r", *args, **kwargs):  # root ignores file modes: simulate them
+        if str(file) == str(path) and any(c in mode for c in "wa+"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only_open)
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: not (str(p) == str(path) and m & os.W_OK))
+    storage = st.open_storage(str(path))
+    assert st.study_names(storage) == ["s"]
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+
+
 def test_ctrl_c_waits_until_the_write_is_done():
     events = []
     with pytest.raises(KeyboardInterrupt):
@@ -126,3 +161,36 @@ def test_load_trials_and_list_studies(tmp_path):
     assert row["name"] == "t" and row["objectives"] == ["val_acc", "params"] and row["n_trials"] == len(df)
     with pytest.raises(UserError, match="no study named 'x'.*found: t"):
         st.load_trials(url, "x")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:hunter2@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:hun@ter2@h:5432/db?sslmode=require", "postgresql://u:***@h:5432/db?sslmode=require"),
+    ("postgresql://u@h/db?password=hunter2&connect_timeout=3", "postgresql://u@h/db?password=***&connect_timeout=3"),
+    ("postgresql://u@h/db?sslmode=require&PASSWORD=hunter2", "postgresql://u@h/db?sslmode=require&PASSWORD=***"),
+    ("runs/x.journal", "runs/x.journal"),
+])
+def test_mask_url_hides_every_password_form(url, shown):
+    from dashboards.loading import mask_url as dashboard_mask
+    from explorer.pg import mask as pg_mask
+
+    assert st.mask_url(url) == pg_mask(url) == dashboard_mask(url) == shown
+
+
+def test_query_string_password_never_printed(capsys):
+    url = "postgresql://u@127.0.0.1:1/db?password=hunter2"  # nothing listens on port 1
+    assert main(["status", "s", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "password=***" in err
+
+
+@pytest.mark.parametrize("url, words", [
+    ("sqlite:runs/x.db", "without '//'"),
+    ("sqlite://", "in-memory"),
+    ("sqlite:///:memory:", "in-memory"),
+])
+def test_storage_urls_that_would_lose_the_study_are_refused(tmp_path, monkeypatch, capsys, url, words):
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", "s", "--storage", url]) == 2
+    assert words in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no file or folder named "sqlite:" was made
