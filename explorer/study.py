@@ -87,6 +87,29 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(name: str | None) -> str:
+    """The device to train on (default_device() for None); UserError for one that is not here."""
+    import torch
+
+    if name is None:
+        return default_device()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name!r}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA GPU is visible here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "mps"):
+        raise UserError(f"--device {name}: unsupported device type {dev.type!r}; use cpu or cuda")
+    return name
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape a result."""
     from importlib import metadata
@@ -196,10 +219,14 @@ def make_pruner(config: StudyConfig):
     es = config.early_stop
     if es is None or len(config.objectives) > 1:
         return optuna.pruners.NopPruner()
+    # Optuna's `percentile` is the share of trials kept, compared at the same step, so
+    # "stop below the q-quantile" is PercentilePruner((1 - q) * 100); n_min_trials counts
+    # trials that reported at that epoch (n_startup_trials counts any COMPLETE trial,
+    # over-budget and duplicate ones included).
+    kw = dict(n_startup_trials=es.min_trials, n_warmup_steps=es.warmup_epochs, n_min_trials=es.min_trials)
     if es.quantile == 0.5:
-        return optuna.pruners.MedianPruner(n_startup_trials=es.min_trials, n_warmup_steps=es.warmup_epochs)
-    return optuna.pruners.PercentilePruner(es.quantile * 100, n_startup_trials=es.min_trials,
-                                           n_warmup_steps=es.warmup_epochs)
+        return optuna.pruners.MedianPruner(**kw)
+    return optuna.pruners.PercentilePruner((1 - es.quantile) * 100, **kw)
 
 
 def open_study(config: StudyConfig, storage_url: str, *, create: bool = True):
@@ -214,22 +241,35 @@ def open_study(config: StudyConfig, storage_url: str, *, create: bool = True):
     storage = st.open_storage(storage_url, create=create, stale_callback=retry_stale)
     space = Space.from_config(config)
     sampler, pruner = make_sampler(config, space), make_pruner(config)
-    if config.name in st.study_names(storage):
-        study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler, pruner=pruner)
-        _check_same_study(study, config, storage_url)
-        return study
-    if not create:
-        raise UserError(f"no study named {config.name!r} in {st.mask_url(storage_url)}")
-    study = optuna.create_study(study_name=config.name, storage=storage, sampler=sampler,
-                                pruner=pruner, directions=config.directions)
-    study.set_metric_names(list(config.objectives))
-    study.set_user_attr(st.CONFIG, config.to_dict())
-    study.set_user_attr(st.OBJECTIVES, list(config.objectives))
+    if config.name not in st.study_names(storage):
+        if not create:
+            raise UserError(f"no study named {config.name!r} in {st.mask_url(storage_url)}")
+        try:
+            with st.defer_interrupts():  # Ctrl-C must not leave a study without its config
+                study = optuna.create_study(study_name=config.name, storage=storage, sampler=sampler,
+                                            pruner=pruner, directions=config.directions)
+                study.set_metric_names(list(config.objectives))
+                study.set_user_attr(st.CONFIG, config.to_dict())
+                study.set_user_attr(st.OBJECTIVES, list(config.objectives))
+            return study
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another process created it a moment ago: resume it like any other
+    study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler, pruner=pruner)
+    _check_same_study(study, config, storage_url)
+    if create and study.user_attrs.get(st.CONFIG) != config.to_dict():
+        # n_trials, timeout, sampler, early stopping or the data path changed (the identity
+        # did not): store them, so that workers joining from storage follow this run
+        study.set_user_attr(st.CONFIG, config.to_dict())
     return study
 
 
 def _check_same_study(study, config: StudyConfig, storage_url: str) -> None:
     stored = study.user_attrs.get(st.CONFIG)
+    for _ in range(20):  # a process that is creating the study writes its config next
+        if stored is not None:
+            break
+        time.sleep(0.25)
+        stored = study._storage.get_study_user_attrs(study._study_id).get(st.CONFIG)
     if stored is None:
         raise UserError(f"study {config.name!r} in {st.mask_url(storage_url)} was not made by "
                         "explorer; choose another name")
@@ -404,6 +444,7 @@ class RunSummary:
     states: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    gave_up: str = ""  # why the run stopped early without reaching n_trials (an error)
 
 
 class TrialRunner:
@@ -640,8 +681,9 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
             bar.update(1)
         fail_stale_trials(study_)
         if streak[0] >= MAX_INFEASIBLE_STREAK:
-            tqdm.write(f"stopping: {streak[0]} trials in a row were infeasible or failed; "
-                       "shrink the space or raise the budgets", file=out)
+            summary.gave_up = (f"stopped after {streak[0]} trials in a row were infeasible or failed; "
+                               "shrink the space or raise the budgets")
+            tqdm.write(f"stopping: {summary.gave_up}", file=out)
             stopping[0] = True
 
     def lock():
@@ -736,6 +778,8 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     out = out or sys.stdout
     url = storage_url or config.storage or st.default_storage_url(config.name)
     check_space(config)
+    device = check_device(device)
+    # Everything is checked, and the data loaded, before the study is created or changed.
     if data is None:
         path = resolve_data_path(data_path, config)
         if path is None:
@@ -743,13 +787,13 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
                             f"in the study file, or place the archive at {default_archive()}")
         if _looks_like_path(path) and not Path(path).exists():
             raise UserError(f"data not found at {path}; pass --data PATH or set EXPLORER_DATA")
-    if data is None:
         config = replace(config, data=replace(config.data, source=path))
-    config = replace(config, storage=st.mask_url(url))
-    study = open_study(config, url)
-    device = device or default_device()
-    if data is None:
         data = load_data_for(config, path, device)
+    if _num_classes(data) != 10:
+        check_space(config, num_classes=_num_classes(data))  # the classifier's size changed
+    overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout_s", timeout_s)) if v is not None}
+    config = replace(config, storage=st.mask_url(url), **overrides)
+    study = open_study(config, url)
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, storage_url=url,
                          timeout_s=timeout_s, trainer=trainer, progress=progress, out=out)
     summary.storage_url = url
@@ -764,7 +808,7 @@ def work(storage_url: str, study_name: str, *, data_path: str | None = None, dev
     path = resolve_data_path(data_path, config)
     if path is None:
         raise UserError(f"no data for study {study_name!r} on this machine: pass --data PATH or set EXPLORER_DATA")
-    device = device or default_device()
+    device = check_device(device)
     data = load_data_for(config, path, device)
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, timeout_s=timeout_s,
                          trainer=trainer, progress=progress, out=out, storage_url=storage_url)

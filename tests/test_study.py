@@ -282,3 +282,67 @@ def test_run_with_storage_flag_points_the_next_steps_at_it(tmp_path, cifar_archi
     assert f"explorer export e2e --storage {journal} --pareto" in out
     assert main(["status", "e2e", "--storage", str(journal)]) == 0  # the hint works
     assert "1 complete" in capsys.readouterr().out
+
+
+# --- checked before anything is written ------------------------------------------------------
+
+def test_budgets_are_checked_at_the_datas_number_of_classes(tmp_path):
+    # The smallest network of the space meets the budget with 10 classes but not with 100
+    # (the final conv grows): refused before any file exists, not 1,000 over-budget trials.
+    space = Space.from_config(config())
+    smallest10 = min(estimate_cost(space.spec(p)).params for p in space.corners())
+    smallest100 = min(estimate_cost(Space.from_config(config(), 100).spec(p)).params for p in space.corners())
+    assert smallest10 < smallest100
+    cfg = config(budgets={"params": (smallest10 + smallest100) // 2})
+    url = str(tmp_path / "s.journal")
+    with pytest.raises(UserError, match="no point of the search space meets the budgets"):
+        run_study(cfg, storage_url=url, trainer=FakeTrainer(), data=types.SimpleNamespace(num_classes=100),
+                  device="cpu", progress=False, out=open(os.devnull, "w"))
+    assert not Path(url).exists()
+
+
+def test_a_bad_device_is_refused_before_the_study_is_created(tmp_path, capsys):
+    url = str(tmp_path / "s.journal")
+    with pytest.raises(UserError, match="--device 'bogus': not a device"):
+        run_study(config(), storage_url=url, trainer=FakeTrainer(), data=DATA, device="bogus",
+                  progress=False, out=open(os.devnull, "w"))
+    assert not Path(url).exists()
+
+
+def test_resuming_with_more_trials_stores_them_for_workers(tmp_path):
+    from explorer.study import join_study
+
+    url = str(tmp_path / "s.journal")
+    run(config(n_trials=2, sampler={"name": "random", "seed": 0}), url, FakeTrainer())
+    run(config(n_trials=2, sampler={"name": "tpe", "seed": 0}), url, FakeTrainer(), n_trials=3)
+    _, stored = join_study(url, "t")
+    assert stored.n_trials == 3 and stored.sampler.name == "tpe"  # a worker joining now runs to 3
+    assert sum(t.state == TrialState.COMPLETE for t in trials(url)) == 3
+
+
+def test_two_runs_creating_one_study_at_once_both_work(tmp_path, monkeypatch):
+    # the loser of the create race resumes the study instead of a DuplicatedStudyError traceback
+    url = str(tmp_path / "s.journal")
+    run(config(n_trials=1), url, FakeTrainer())
+    monkeypatch.setattr(st, "study_names", lambda storage: [])  # "not there yet" when we looked
+    summary = run(config(n_trials=2), url, FakeTrainer())
+    assert summary.ran == 1 and sum(t.state == TrialState.COMPLETE for t in trials(url)) == 2
+
+
+def test_single_objective_quantile_prunes_below_that_quantile():
+    import optuna
+
+    from explorer.study import make_pruner
+
+    cfg = config(objectives=["val_acc"], sampler={"name": "tpe", "seed": 0},
+                 early_stop={"warmup_epochs": 0, "min_trials": 4, "quantile": 0.25})
+    pruner = make_pruner(cfg)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for acc in (0.1, 0.2, 0.3, 0.4):  # finished peers; their 25% quantile is 0.175
+        t = study.ask()
+        t.report(acc, 0)
+        study.tell(t, acc)
+    keep, drop = study.ask(), study.ask()
+    keep.report(0.30, 0)  # above the bottom quarter: must go on (the old setting pruned it)
+    drop.report(0.15, 0)  # in the bottom quarter
+    assert (keep.should_prune(), drop.should_prune()) == (False, True)

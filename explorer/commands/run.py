@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     url = mask_url(summary.storage_url)
     print(f"{config.name}: ran {summary.ran} trials ({states}) in {summary.seconds:.0f}s; "
           f"storage {url}")
+    if summary.gave_up:
+        raise UserError(f"{config.name}: {summary.gave_up}")
     if summary.interrupted:
         print(f"interrupted: the running trial was marked FAIL and queued again; rerun "
               f"`explorer run {args.study}` to resume", file=sys.stderr)

@@ -112,7 +112,7 @@ def _join(args: argparse.Namespace, url: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, config = sm.join_study(url, args.study)
     _tune_heartbeat(rdb_of(study), args.heartbeat_interval, args.grace_period)
-    device = args.device or sm.default_device()
+    device = sm.check_device(args.device)
     data = sm.load_data_for(config, _data_path(args.data, config), device)
     runner = sm.TrialRunner(study, config, data=data, device=device, trainer=None,
                             num_classes=data.num_classes)
