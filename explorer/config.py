@@ -24,13 +24,22 @@ OBJECTIVES = ("val_acc", "params", "macs", "size_mb")  # val_acc maximised, the 
 BUDGET_KEYS = ("params", "macs", "size_mb")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 
-# Each searchable knob: kind and the spec's own allowed range (low, high, low_open, high_open).
+INT_BUDGETS = ("params", "macs", "activations")  # counts: whole numbers; sizes may be fractional
+# Study-file ceilings on widths and freq. SqueezeSpec sets no upper bound on these, so a
+# typo such as `base_e: 99999999999` would pass it and crash later in torch. 4096
+# channels is 8x SqueezeNet's widest layer (512); a freq above MAX_FIRE (the most Fire
+# modules a spec may have) could never take effect.
+MAX_WIDTH = 4096
+MAX_FREQ = MAX_FIRE
+
+# Each searchable knob: kind and the allowed range (low, high, low_open, high_open): the
+# spec's own range, capped at MAX_WIDTH / MAX_FREQ where the spec has no upper bound.
 KNOBS: dict[str, tuple[str, tuple | None]] = {
-    "base_e": ("int", (1, None, False, False)),
-    "incr_e": ("int", (0, None, False, False)),
-    "freq": ("int", (1, None, False, False)),
+    "base_e": ("int", (1, MAX_WIDTH, False, False)),
+    "incr_e": ("int", (0, MAX_WIDTH, False, False)),
+    "freq": ("int", (1, MAX_FREQ, False, False)),
     "n_fire": ("int", (1, MAX_FIRE, False, False)),
-    "stem_width": ("int", (1, None, False, False)),
+    "stem_width": ("int", (1, MAX_WIDTH, False, False)),
     "pct_3x3": ("float", (0.0, 1.0, False, False)),
     "sr": ("float", (0.0, 1.0, True, False)),
     "dropout": ("float", (0.0, 1.0, False, True)),
@@ -236,9 +245,15 @@ def load_config(path: str | Path) -> StudyConfig:
     """Read and validate a study file; every mistake is one line naming the key and line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read study file {path}: {exc.strerror}; check the path") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                        "save the file as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -270,8 +285,12 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(float(v)))
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_keys(ctx: _Ctx, m: Any, allowed: tuple[str, ...], path: str, parent: Any, key: str) -> None:
@@ -397,9 +416,15 @@ def _parse_budgets(ctx: _Ctx, data: dict) -> tuple[tuple[str, float], ...]:
     _check_keys(ctx, m, BUDGET_KEYS, "budgets", data, "budgets")
     out = []
     for k in BUDGET_KEYS:
-        if k in m:
+        if k not in m:
+            continue
+        if k in INT_BUDGETS:  # a count: 2e5 is fine, 0.5 or 199999.9 would be silently truncated
+            v = _get(ctx, m, k, "budgets", None, lambda v: _is_num(v) and v >= 1 and float(v).is_integer(),
+                     "a whole number >= 1 (such as 200000 or 2e5)")
+            out.append((k, int(v)))
+        else:
             v = _get(ctx, m, k, "budgets", None, lambda v: _is_num(v) and v > 0, "a number > 0")
-            out.append((k, int(v) if k != "size_mb" else float(v)))
+            out.append((k, float(v)))
     return tuple(out)
 
 
@@ -469,6 +494,12 @@ def _parse_range(ctx: _Ctx, m: dict, name: str, r: dict, path: str) -> Knob:
     for k in ("low", "high"):
         if k not in r:
             ctx.fail(m, name, path, f"a range needs low and high (missing {k})")
+        if r[k] is None:
+            hint = ("; for the stem's default width use {choices: [null, ...]}" if name == "stem_width"
+                    else "")
+            ctx.fail(r, k, f"{path}.{k}",
+                     f"must be {'an integer' if kind == 'int' else 'a number'}, got null; "
+                     f"a range needs numeric low and high{hint}")
     low, high = (_check_value(ctx, r, k, f"{path}.{k}", name, r[k]) for k in ("low", "high"))
     if low > high:
         ctx.fail(r, "high", f"{path}.high", f"high={high} is below low={low}; swap them")
@@ -497,7 +528,8 @@ def _check_value(ctx: _Ctx, m: Any, key: str, path: str, name: str, v: Any) -> A
             ctx.fail(m, key, path, f"must be an integer, got {v!r}")
         lo, hi, _, _ = allowed
         if v < lo or (hi is not None and v > hi):
-            ctx.fail(m, key, path, f"{v} is out of range: allowed {lo}..{hi if hi is not None else 'any'}")
+            note = _CEILING_NOTE.get(name, "") if hi is not None and v > hi else ""
+            ctx.fail(m, key, path, f"{v} is out of range: allowed {lo}..{hi if hi is not None else 'any'}{note}")
         return v
     if kind == "float":
         if not _is_num(v):
@@ -519,6 +551,13 @@ def _check_value(ctx: _Ctx, m: Any, key: str, path: str, name: str, v: Any) -> A
     if not ok:
         ctx.fail(m, key, path, f"pool placements are lists of distinct integers >= 0, got {v!r}")
     return tuple(sorted(v))
+
+
+_CEILING_NOTE = {
+    **dict.fromkeys(("base_e", "incr_e", "stem_width"),
+                    f" (study files cap widths at {MAX_WIDTH} channels)"),
+    "freq": f" (a spec has at most {MAX_FIRE} Fire modules, so a larger freq has no effect)",
+}
 
 
 def _check_whole(ctx: _Ctx, data: dict, cfg: StudyConfig) -> None:

@@ -114,3 +114,148 @@ def test_grid_needs_finite_knobs(tmp_path):
         "  sr: {choices: [0.25, 0.5]}", "  sr: {low: 0.25, high: 0.5}"))
     with pytest.raises(UserError, match="space.sr: a grid needs a finite knob"):
         load_config(path)
+
+
+# --- input-validation defects: null range bounds, non-UTF-8 files, width ceilings, budgets ---
+
+def _write(tmp_path, text: str | bytes) -> Path:
+    path = tmp_path / "s.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _refused(path: Path, capsys) -> str:
+    """Run the study through the CLI: exit 2, one line on stderr; that line without the prefix."""
+    code = main(["run", str(path), "--storage", str(path.parent / "r" / "s.journal"),
+                 "--data", "synthetic", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("explorer: error: ")
+    assert not (path.parent / "r").exists()
+    return err[len("explorer: error: "):]
+
+
+STEM_W = "  stem: cifar"  # line 5 of GOOD; a knob added after it is on line 6
+
+
+@pytest.mark.parametrize("knob,bound,text", [
+    ("stem_width", "low", "  stem_width: {low: null, high: 16}"),
+    ("stem_width", "high", "  stem_width: {low: 16, high: null}"),
+    ("stem_width", "high", "  stem_width: {low: 16, high: ~}"),
+])
+def test_null_stem_width_bound_is_refused_naming_the_key(tmp_path, capsys, knob, bound, text):
+    path = _write(tmp_path, GOOD.replace(STEM_W, f"{STEM_W}\n{text}"))
+    expected = (f"{path}: line 6: space.{knob}.{bound}: must be an integer, got null; a range needs "
+                "numeric low and high; for the stem's default width use {choices: [null, ...]}")
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == expected
+    assert _refused(path, capsys) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("  dropout: {low: null, high: 0.5}", "space.dropout.low: must be a number, got null; a range needs numeric low and high"),
+    ("  freq: {low: 1, high: null}", "space.freq.high: must be an integer, got null; a range needs numeric low and high"),
+    ("  stem_width: {low: wide, high: 16}", "space.stem_width.low: must be an integer, got 'wide'"),
+])
+def test_null_or_text_range_bound_of_other_knobs(tmp_path, text, expected):
+    path = _write(tmp_path, GOOD.replace(STEM_W, f"{STEM_W}\n{text}"))
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: line 6: {expected}"
+
+
+def test_stem_width_null_stays_allowed_as_a_value_and_a_choice(tmp_path):
+    fixed = load_config(_write(tmp_path, GOOD.replace(STEM_W, f"{STEM_W}\n  stem_width: null")))
+    assert fixed.knob("stem_width").kind == "fixed" and fixed.knob("stem_width").fixed is None
+    chosen = load_config(_write(tmp_path, GOOD.replace(STEM_W, f"{STEM_W}\n  stem_width: {{choices: [null, 32]}}")))
+    assert chosen.knob("stem_width").choices == (None, 32)
+
+
+def test_study_file_not_utf8_is_one_line_naming_file_and_fix(tmp_path, capsys):
+    latin1 = GOOD.replace("name: tiny\n", "name: tiny\ndescription: café\n").encode("latin-1")
+    path = _write(tmp_path, latin1)
+    expected = f"{path}: line 2: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == expected
+    assert _refused(path, capsys) == expected
+
+
+def test_study_file_in_utf8_keeps_non_ascii_text(tmp_path):
+    path = _write(tmp_path, GOOD.replace("name: tiny\n", "name: tiny\ndescription: café\n").encode("utf-8"))
+    assert load_config(path).description == "caf\u00e9"
+
+
+CEILING = "(study files cap widths at 4096 channels)"
+FREQ_NOTE = "(a spec has at most 64 Fire modules, so a larger freq has no effect)"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("  base_e: 99999999999999999999999",
+     f"space.base_e: 99999999999999999999999 is out of range: allowed 1..4096 {CEILING}"),
+    ("  base_e: {low: 16, high: 4097}", f"space.base_e.high: 4097 is out of range: allowed 1..4096 {CEILING}"),
+    ("  incr_e: 5000", f"space.incr_e: 5000 is out of range: allowed 0..4096 {CEILING}"),
+    ("  stem_width: {choices: [32, 10000]}",
+     f"space.stem_width.choices: 10000 is out of range: allowed 1..4096 {CEILING}"),
+    ("  freq: 65", f"space.freq: 65 is out of range: allowed 1..64 {FREQ_NOTE}"),
+    ("  base_e: 0", "space.base_e: 0 is out of range: allowed 1..4096"),  # the low side: no ceiling note
+], ids=lambda v: v.strip()[:32] if v.startswith("  ") else None)
+def test_integer_knobs_have_a_ceiling(tmp_path, capsys, text, expected):
+    # Replaces GOOD's base_e line (line 6), so each knob sits on line 6.
+    path = _write(tmp_path, GOOD.replace("  base_e: {low: 16, high: 32, step: 16}", text))
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: line 6: {expected}"
+    assert _refused(path, capsys) == f"{path}: line 6: {expected}"
+
+
+def test_integer_knobs_at_their_ceiling_are_accepted(tmp_path):
+    text = "  base_e: {low: 16, high: 4096}\n  incr_e: 4096\n  freq: 64\n  stem_width: {low: 1, high: 4096}"
+    config = load_config(_write(tmp_path, GOOD.replace("  base_e: {low: 16, high: 32, step: 16}", text)))
+    assert (config.knob("base_e").high, config.knob("incr_e").fixed, config.knob("freq").fixed,
+            config.knob("stem_width").high) == (4096, 4096, 64, 4096)
+
+
+WHOLE = "must be a whole number >= 1 (such as 200000 or 2e5)"
+
+
+@pytest.mark.parametrize("budget,expected", [
+    ("params: 0.5", f"budgets.params: {WHOLE}, got 0.5"),
+    ("params: 199999.9", f"budgets.params: {WHOLE}, got 199999.9"),
+    ("params: 0", f"budgets.params: {WHOLE}, got 0"),
+    ("params: -200000", f"budgets.params: {WHOLE}, got -200000"),
+    ("params: true", f"budgets.params: {WHOLE}, got True"),
+    ("params: 200k", f"budgets.params: {WHOLE}, got '200k'"),
+    ("params: .inf", f"budgets.params: {WHOLE}, got inf"),
+    ("params: 1" + "0" * 400, f"budgets.params: {WHOLE}, got 1" + "0" * 400),  # too big for a float
+    ("params: 2e5, macs: 1.5e0", f"budgets.macs: {WHOLE}, got 1.5"),  # params is fine, macs is not
+    ("macs: 1500000.5", f"budgets.macs: {WHOLE}, got 1500000.5"),
+    ("size_mb: 0", "budgets.size_mb: must be a number > 0, got 0"),
+    ("size_mb: -0.5", "budgets.size_mb: must be a number > 0, got -0.5"),
+    ("size_mb: .nan", "budgets.size_mb: must be a number > 0, got nan"),
+], ids=lambda v: v[:24] if v.startswith(("params", "macs", "size_mb")) else None)
+def test_bad_budget_is_refused_not_truncated(tmp_path, capsys, budget, expected):
+    path = _write(tmp_path, GOOD + f"budgets: {{{budget}}}\n")  # line 13
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: line 13: {expected}"
+    assert _refused(path, capsys) == f"{path}: line 13: {expected}"
+
+
+@pytest.mark.parametrize("budget,expected", [
+    ("params: 2e5", {"params": 200000}),
+    ("params: 200000.0", {"params": 200000}),
+    ("params: 150000, macs: 3e6, size_mb: 0.75", {"params": 150000, "macs": 3000000, "size_mb": 0.75}),
+    ("size_mb: 2", {"size_mb": 2.0}),
+])
+def test_good_budgets_are_exact(tmp_path, budget, expected):
+    config = load_config(_write(tmp_path, GOOD + f"budgets: {{{budget}}}\n"))
+    assert config.budget == expected
+    assert {k: type(v) for k, v in config.budget.items()} == {
+        k: (float if k == "size_mb" else int) for k in expected}
+    assert StudyConfig.from_dict(config.to_dict()) == config

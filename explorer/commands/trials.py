@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from explorer.errors import UserError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `trials` subcommand."""
@@ -27,8 +29,12 @@ def run(args: argparse.Namespace) -> int:
     df = load_trials(url, name)
     text = to_csv_text(df) if args.format == "csv" else to_json_text(df) + "\n"
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.output}: {exc.strerror or exc}; give --output a "
+                            "file path in an existing, writable folder") from None
     else:
         sys.stdout.write(text)
     return 0
