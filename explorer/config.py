@@ -241,8 +241,13 @@ _LineLoader.add_implicit_resolver(
     list("-+0123456789"))
 
 
-def load_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study file; every mistake is one line naming the key and line."""
+def load_config(path: str | Path, *, n_trials: int | None = None,
+                timeout_s: float | None = None) -> StudyConfig:
+    """Read and validate a study file; every mistake is one line naming the key and line.
+
+    `n_trials` / `timeout_s` (the command line's) replace the file's before validation, so
+    a file without them runs when the command line gives one.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -263,6 +268,10 @@ def load_config(path: str | Path) -> StudyConfig:
         raise UserError(f"{path}:{where}: not valid YAML ({problem}); fix the syntax") from None
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+    if isinstance(data, dict):
+        for key, value in (("n_trials", n_trials), ("timeout_s", timeout_s)):
+            if value is not None:
+                data[key] = value
     return _parse(data, str(path))
 
 

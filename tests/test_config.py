@@ -259,3 +259,15 @@ def test_good_budgets_are_exact(tmp_path, budget, expected):
     assert {k: type(v) for k, v in config.budget.items()} == {
         k: (float if k == "size_mb" else int) for k in expected}
     assert StudyConfig.from_dict(config.to_dict()) == config
+
+
+def test_command_line_n_trials_stands_in_for_a_missing_one(tmp_path):
+    from explorer.config import load_config
+
+    text = (Path(__file__).resolve().parents[1] / "studies/quickstart.yaml").read_text().replace("n_trials: 16", "")
+    path = tmp_path / "no_n.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match="n_trials: missing"):
+        load_config(path)
+    assert load_config(path, n_trials=3).n_trials == 3
+    assert load_config(path, timeout_s=60).timeout_s == 60

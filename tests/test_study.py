@@ -346,3 +346,20 @@ def test_single_objective_quantile_prunes_below_that_quantile():
     keep.report(0.30, 0)  # above the bottom quarter: must go on (the old setting pruned it)
     drop.report(0.15, 0)  # in the bottom quarter
     assert (keep.should_prune(), drop.should_prune()) == (False, True)
+
+
+def test_a_grid_with_over_budget_points_runs_each_point_once(tmp_path):
+    # base_e 16 / 32 / 64 x sr 0.25 / 0.5 = 6 points; a budget between the costs of base_e 32
+    # and 64 leaves 4 trainable points: the run stops after them instead of re-running some.
+    space = Space.from_config(config(sampler={"name": "grid"}))
+    params = {(p["base_e"], p["sr"]): estimate_cost(space.spec(p)).params for p in space.grid_points()}
+    budget = (max(v for k, v in params.items() if k[0] == 32) + min(v for k, v in params.items() if k[0] == 64)) // 2
+    cfg = config(sampler={"name": "grid"}, n_trials=None, budgets={"params": budget})
+    url = str(tmp_path / "s.journal")
+    trainer = FakeTrainer()
+    run(cfg, url, trainer)
+    done = trials(url)
+    trained = [t for t in done if not t.user_attrs.get("infeasible")]
+    assert len(trainer.calls) == 4 and len(trained) == 4  # it stops once the 4 are done
+    assert len({(t.params["base_e"], t.params["sr"]) for t in trained}) == 4
+    assert not any(t.user_attrs.get("duplicate_of") is not None for t in done)

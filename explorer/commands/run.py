@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout={args.timeout}: give a number of seconds > 0")
-    config = load_config(args.study)
+    config = load_config(args.study, n_trials=args.n_trials, timeout_s=args.timeout)
     summary = run_study(config, storage_url=args.storage, n_trials=args.n_trials,
                         timeout_s=args.timeout, data_path=args.data, device=args.device,
                         progress=not args.no_progress)

@@ -118,7 +118,7 @@ def _join(args: argparse.Namespace, url: str):
                             num_classes=data.num_classes)
     target = args.n_trials if args.n_trials is not None else config.n_trials
     if config.sampler.name == "grid":
-        target = min(target or runner.space.grid_size(), runner.space.grid_size())
+        target = sm.grid_trials(runner.space, config, target)
     return study, config, runner, target
 
 
