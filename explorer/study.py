@@ -419,13 +419,20 @@ class _Heartbeat:
     def __init__(self, storage, interval: float) -> None:
         self.storage, self.interval = storage, interval
         self.trial_id: int | None = None
-        self._wake = threading.Event()
+        self._wake, self._stopped = threading.Event(), False
         threading.Thread(target=self._beat, daemon=True).start()
+
+    def stop(self) -> None:
+        """End the thread (a run in a long-lived process must not leave one per call)."""
+        self._stopped = True
+        self._wake.set()
 
     def _beat(self) -> None:
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
+            if self._stopped:
+                return
             trial_id = self.trial_id
             if trial_id is None:
                 continue
@@ -719,6 +726,8 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
             finalise_own_running(study)
     finally:
         bar.close()
+        if runner.beat is not None:
+            runner.beat.stop()
         summary.seconds = time.perf_counter() - started
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)

@@ -363,3 +363,16 @@ def test_a_grid_with_over_budget_points_runs_each_point_once(tmp_path):
     assert len(trainer.calls) == 4 and len(trained) == 4  # it stops once the 4 are done
     assert len({(t.params["base_e"], t.params["sr"]) for t in trained}) == 4
     assert not any(t.user_attrs.get("duplicate_of") is not None for t in done)
+
+
+def test_runs_in_one_process_leave_no_heartbeat_threads(tmp_path):
+    import threading
+
+    def beats() -> int:  # Python names a thread after its target: "Thread-7 (_beat)"
+        return sum("_beat" in t.name for t in threading.enumerate())
+
+    before = beats()
+    for i in range(3):
+        run(config(n_trials=1), str(tmp_path / f"s{i}.journal"), FakeTrainer())
+    time.sleep(0.2)  # the stopped threads wake and return
+    assert beats() == before
