@@ -23,6 +23,7 @@ import streamlit as st
 from dashboards import exports, figures
 from dashboards import loading as ld
 from explorer import pareto
+from explorer.errors import UserError
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
 NO_LIMIT = "no limit"
@@ -337,7 +338,11 @@ def detail_tab(frame, roles, view, url) -> None:
         st.markdown("**Spec**")
         st.json(row["spec"], expanded=False)
     layer_table(row["spec"])
-    config = exports.trial_config(row, url)
+    try:
+        config = exports.trial_config(row, url)
+    except UserError as exc:  # a stored spec that no longer parses: no config to download
+        st.warning(f"No config download for this trial: {exc}")
+        return
     d1, d2 = st.columns(2)
     d1.download_button("Download config (YAML)", exports.to_yaml(config),
                        file_name=exports.config_filename(row["study"], row["number"]),
@@ -437,9 +442,15 @@ def export_tab(frame, roles, knobs, view, url) -> None:
     st.markdown(f"**Config files** for the {len(rows)} {which} trial(s) "
                 "(YAML specs with provenance; `explorer.spec.load_spec` reads each)")
     if len(rows):
-        st.download_button(f"Download {which} configs (zip)", exports.configs_zip(rows, url),
-                           file_name=f"{which}_configs.zip", mime="application/zip", key="dl_zip",
-                           on_click="ignore")
+        skipped: list[str] = []
+        data = exports.configs_zip(rows, url, skipped)
+        if skipped:
+            st.warning(f"Left out of the zip: {len(skipped)} trial(s) whose stored spec is invalid: "
+                       + "; ".join(skipped))
+        if len(skipped) < len(rows):
+            st.download_button(f"Download {which} configs (zip)", data,
+                               file_name=f"{which}_configs.zip", mime="application/zip", key="dl_zip",
+                               on_click="ignore")
 
 
 main()

@@ -44,7 +44,7 @@ def trial_config(row: pd.Series | dict[str, Any], storage_url: str) -> dict[str,
     provenance carries the study's trainer and data settings, so training it again starts
     from the settings the trial ran with.
     """
-    from explorer.export import trial_doc
+    from explorer.export import _absolute, trial_doc
 
     row = dict(row)
     attrs = {k: plain(row.get(k)) for k in ATTR_FIELDS}
@@ -58,7 +58,10 @@ def trial_config(row: pd.Series | dict[str, Any], storage_url: str) -> dict[str,
     seeds = plain(row.get("acc_seeds")) or []
     noise = ({"k": len(seeds), "mean": plain(row.get("acc_mean")), "std": plain(row.get("acc_std")),
               "accs": seeds} if seeds else None)
-    return trial_doc(study=str(row["study"]), number=int(row["number"]), storage=mask_url(storage_url),
+    # An absolute journal path, as `explorer export` writes: `explorer calibrate` run on the
+    # downloaded file from any folder then finds the study.
+    return trial_doc(study=str(row["study"]), number=int(row["number"]),
+                     storage=mask_url(_absolute(str(storage_url))),
                      state=str(row.get("state") or ""), attrs=attrs, config=config,
                      objectives=plain(row.get("objectives")) or None,
                      selection={"how": "dashboard"}, noise=noise)
@@ -80,13 +83,24 @@ def config_filename(study: str, number: int, suffix: str = "yaml") -> str:
     return f"{safe}_trial{int(number):05d}.{suffix}"
 
 
-def configs_zip(rows: pd.DataFrame, storage_url: str) -> bytes:
-    """A zip of one YAML config file per row."""
+def configs_zip(rows: pd.DataFrame, storage_url: str, skipped: list[str] | None = None) -> bytes:
+    """A zip of one YAML config file per row.
+
+    A trial whose stored spec no longer parses (an older or foreign spec) is left out; when
+    `skipped` is given, 'study #N: why' is appended to it for each one left out.
+    """
+    from explorer.errors import UserError
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for _, row in rows.iterrows():
-            zf.writestr(config_filename(row["study"], row["number"]),
-                        to_yaml(trial_config(row, storage_url)))
+            try:
+                text = to_yaml(trial_config(row, storage_url))
+            except UserError as exc:
+                if skipped is not None:
+                    skipped.append(f"{row['study']} #{row['number']}: {exc}")
+                continue
+            zf.writestr(config_filename(row["study"], row["number"]), text)
     return buf.getvalue()
 
 

@@ -22,7 +22,9 @@ stds). Without any std nothing is flagged. The front itself is always drawn with
 Calibrations land in the export file and in the study's user attrs as
 `calibration/<trial number>` = {acc_mean, acc_std, acc_seeds, noise}: Optuna refuses
 to change a finished trial's user attrs (UpdateFinishedTrialError), study attrs stay
-writable. `trial_noise` merges both places.
+writable. `trial_noise` merges both places. The study receives a calibration only when
+its trial is the file's network (same spec_id) and the recipe is the study's short-trial
+recipe (`recipe_differences`): assess() takes a stored calibration as the trial's accuracy.
 """
 
 from __future__ import annotations
@@ -109,6 +111,9 @@ def pooled_std(stds: Sequence[float]) -> float:
 def parse_budget(text: str) -> dict[str, float]:
     """'params<=1e6,macs<=5e7' (k/M/G suffixes allowed) -> {'params': 1e6, 'macs': 5e7}."""
     out: dict[str, float] = {}
+    if not str(text).strip():
+        raise UserError("the budget is empty: write COST<=NUMBER[,COST<=NUMBER] with COST one of "
+                        f"{', '.join(BUDGET_KEYS)}, e.g. \"params<=1e6,macs<=5e7\"")
     for part in [p.strip() for p in str(text).split(",")]:
         m = re.fullmatch(r"(\w+)\s*<=\s*([0-9.eE+-]+)\s*([kMG]?)", part)
         if not m:
@@ -220,10 +225,11 @@ def select_trials(rec: StudyRecord, *, numbers: Sequence[int] | None = None, par
     if not chosen:
         raise UserError(f"the Pareto set of {rec.name!r} is empty: no trial has finite "
                         f"val_acc and {', '.join(rec.costs)}")
-    return sorted(chosen, key=lambda t: (_num(t.user_attrs.get(rec.size_key)), t.number))
+    return sorted(chosen, key=lambda t: _size_order(_num(t.user_attrs.get(rec.size_key)), t.number))
 
 
 def _by_number(rec: StudyRecord, numbers: Sequence[int]) -> list[Any]:
+    """The trials with these numbers (each once), sorted by size like a front (no size: last)."""
     by = {t.number: t for t in rec.trials}
     for n in numbers:
         if n not in by:
@@ -232,7 +238,13 @@ def _by_number(rec: StudyRecord, numbers: Sequence[int]) -> list[Any]:
         if not isinstance(by[n].user_attrs.get("spec"), dict):
             raise UserError(f"trial #{n} of {rec.name!r} has no stored spec (state "
                             f"{by[n].state.name}); choose a trained trial")
-    return [by[n] for n in dict.fromkeys(numbers)]
+    chosen = [by[n] for n in dict.fromkeys(numbers)]
+    return sorted(chosen, key=lambda t: _size_order(_num(t.user_attrs.get(rec.size_key)), t.number))
+
+
+def _size_order(size: float, number: int) -> tuple:
+    """A sort key by size, trials without a finite size last (NaN would scramble a sort)."""
+    return (0, size, number) if math.isfinite(size) else (1, 0.0, number)
 
 
 def _num(v: Any) -> float:
@@ -285,12 +297,19 @@ def assess(rec: StudyRecord, trials: list[Any], *, noise_std: float | None = Non
         std, src = (own, "trial") if math.isfinite(own) else (study_std, source)
         out.append(Chosen(t, acc, std, src, _num(t.user_attrs.get(rec.size_key))))
     tied, pick = noise_ties([c.size for c in out], [c.acc for c in out], [c.std for c in out], k)
-    best = max(range(len(out)), key=lambda i: (out[i].acc, -out[i].size), default=None)
+    # The most accurate chosen trial, over finite accuracies only (as noise_ties does): a NaN
+    # compares False both ways, so letting it in would make `best` depend on the --trial order.
+    finite = [i for i, c in enumerate(out) if math.isfinite(c.acc)]
+    best = max(finite, key=lambda i: (out[i].acc, -_finite_or(out[i].size, math.inf)), default=None)
     for i, c in enumerate(out):
         c.tied_with = out[tied[i]].trial.number if tied[i] is not None else None
         c.tied_with_best = best is not None and within_noise(c.acc, c.std, out[best].acc, out[best].std, k)
         c.pick = i == pick
     return out
+
+
+def _finite_or(v: float, default: float) -> float:
+    return v if math.isfinite(v) else default
 
 
 def export_doc(rec: StudyRecord, c: Chosen, selection: dict[str, Any]) -> dict[str, Any]:
@@ -341,23 +360,45 @@ def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[
 
 
 def _absolute(url: str) -> str:
-    """A journal file's absolute path (so calibrate finds it from anywhere); other URLs unchanged."""
+    """A journal file's (or SQLite database's) absolute path, so calibrate finds it from any
+    folder; other URLs unchanged. The dashboard's downloads use it too."""
     from explorer.storage import journal_path, kind_of
 
-    return str(journal_path(url).resolve()) if kind_of(url) == "journal" else url
+    if kind_of(url) == "journal":
+        return str(journal_path(url).resolve())
+    head, sep, rest = url.partition(":///")
+    if head.split("+", 1)[0].lower() == "sqlite" and sep:
+        path, q, query = rest.partition("?")
+        if path and path != ":memory:" and not path.startswith("/"):  # sqlite:///rel.db is relative
+            return f"{head}:///{Path(path).resolve()}{q}{query}"
+    return url
 
 
 def _plain(v: Any) -> Any:
-    """JSON/YAML-safe: NaN -> None, tuples -> lists, numpy scalars unwrapped."""
-    if hasattr(v, "item") and not isinstance(v, (list, dict)):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
+    """JSON/YAML/weights_only-safe plain types.
+
+    NaN and infinities -> None, tuples and sets -> lists, numpy/torch values unwrapped,
+    dates and times -> ISO 8601 text (YAML reads an unquoted timestamp as a datetime,
+    which torch.load(weights_only=True) and json refuse), anything else -> str.
+    """
     if isinstance(v, dict):
         return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, (list, tuple, set, frozenset)):
         return [_plain(x) for x in v]
-    return v
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if not isinstance(v, (bool, int, float, str)) and v is not None and hasattr(v, "tolist"):
+        try:
+            return _plain(v.tolist())  # numpy scalars and arrays, torch tensors
+        except Exception:  # noqa: BLE001 - fall through to str()
+            pass
+    if isinstance(v, float):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return int(v)
+    return str(v)  # text (a str subclass too), paths, anything else
 
 
 class _Dumper(yaml.SafeDumper):
@@ -424,19 +465,46 @@ def summary_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def prepare_out(out: Path, flag: str = "--out") -> Path:
+    """Create the output folder (parents too) and check a file can be written in it.
+
+    Called before any training or exporting, so a bad folder costs nothing; every
+    OSError (a file in the way, no permission, a read-only disk) is a one-line UserError.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {out} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe_writable(out)
+    except OSError as exc:
+        raise UserError(f"{flag} {out}: cannot create or write the folder "
+                        f"({exc.strerror or exc}); give a folder you can write to") from None
+    return out
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a temporary file in `folder` (what write_atomic needs); OSError if not."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".explorer-probe-", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def export_trials(rec: StudyRecord, chosen: list[Chosen], out: Path, fmt: str,
                   selection: dict[str, Any]) -> list[dict[str, Any]]:
     """Write one file per chosen trial and summary.csv into `out`; the summary rows."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out)
     on_front = selection.get("how") in ("pareto", "budget")
     rows = []
-    for c in chosen:
-        c.file = file_name(rec.name, c.trial.number, fmt)
-        write_atomic(out / c.file, dump(export_doc(rec, c, selection), fmt))
-        rows.append(summary_row(rec, c, on_front))
-    write_atomic(out / "summary.csv", summary_csv(rows))
+    try:
+        for c in chosen:
+            c.file = file_name(rec.name, c.trial.number, fmt)
+            write_atomic(out / c.file, dump(export_doc(rec, c, selection), fmt))
+            rows.append(summary_row(rec, c, on_front))
+        write_atomic(out / "summary.csv", summary_csv(rows))
+    except OSError as exc:
+        raise UserError(f"cannot write into {out}: {exc.strerror or exc} (after {len(rows)} of "
+                        f"{len(chosen)} file(s)); free space or give another --out") from None
     return rows
 
 
@@ -502,38 +570,135 @@ def read_export(path: str | Path) -> Export:
 
 
 def _parse_file(path: Path, fmt: str) -> Any:
+    """The parsed file: plain dicts and lists; a key given twice in a mapping is refused."""
+    from explorer.config import _LineLoader  # the study-file loader: refuses duplicate keys
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        return json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        if fmt == "json":
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        return _dicts(yaml.load(text, Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise UserError(f"{path} is not valid YAML ({where}{getattr(exc, 'problem', None) or 'syntax'})") from None
+    except UserError as exc:  # "line 7: key 'spec' appears twice"
+        raise UserError(f"{path}: {exc}; keep one of them") from None
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise UserError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _dicts(v: Any) -> Any:
+    """The loader's line-remembering dicts as plain dicts (SafeDumper writes only plain ones)."""
+    if isinstance(v, dict):
+        return {k: _dicts(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_dicts(x) for x in v]
+    return v
+
+
+# --- settings: what the trainer and the data loader accept -------------------------------------
+
+MAX_SEED = 2**32 - 1  # seeds of weights, batches and augmentation: the usual 32-bit range
+_TORCH_SEEDS = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts (the data split)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+# key -> (check, what it must be). The ranges are the study file's (explorer.config), except
+# that a seed here is a non-negative 32-bit integer and a resolution any positive integer.
+TRAINER_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "time_budget_s": (lambda v: v is None or (_is_number(v) and v > 0), "a number of seconds > 0, or null"),
+    "seed": (lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in [0, {MAX_SEED}]"),
+}
+DATA_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "source": (lambda v: v is None or (isinstance(v, str) and v != ""), "a dataset name or path, or null"),
+    "per_class": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (all images)"),
+    "val_per_class": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "resolution": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (pixels)"),
+    "seed": (lambda v: _is_int(v) and _TORCH_SEEDS[0] <= v <= _TORCH_SEEDS[1], "an integer"),
+}
+# CLI flag -> (section, key) of the limits above.
+CLI_SETTINGS = {"--epochs": ("trainer", "epochs"), "--batch-size": ("trainer", "batch_size"),
+                "--lr": ("trainer", "lr"), "--momentum": ("trainer", "momentum"),
+                "--weight-decay": ("trainer", "weight_decay"),
+                "--label-smoothing": ("trainer", "label_smoothing"),
+                "--time-budget": ("trainer", "time_budget_s"), "--seed": ("trainer", "seed"),
+                "--per-class": ("data", "per_class")}
+
+
+def check_cli_settings(**given: Any) -> None:
+    """One-line UserError for a bad override (`lr=-1` is checked as --lr); None = not given."""
+    for name, value in given.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        section, key = CLI_SETTINGS[flag]
+        check, what = (TRAINER_LIMITS if section == "trainer" else DATA_LIMITS)[key]
+        if not check(value):
+            raise UserError(f"{flag}={value}: give {what.split(', or null')[0]}")
 
 
 def _check_provenance(exp: Export) -> None:
-    """The stored trainer and data settings must be ones the trainer understands."""
+    """The provenance's identity fields, trainer and data settings: types and ranges."""
     from explorer.config import DataConfig, TrainerConfig
 
-    for key, cls in (("trainer", TrainerConfig), ("data", DataConfig)):
-        value = exp.provenance.get(key)
+    prov, where = exp.provenance, f"{exp.path}: provenance"
+    for key, check, what in (("study", lambda v: isinstance(v, str) and v != "", "a study name"),
+                             ("trial", lambda v: _is_int(v) and v >= 0, "a trial number >= 0"),
+                             ("storage", lambda v: v is None or isinstance(v, str), "a storage URL or null"),
+                             ("spec_id", lambda v: v is None or isinstance(v, str), "a spec_id or null")):
+        if key in prov and not check(prov[key]):
+            raise UserError(f"{where}.{key}={_literal(prov[key])} must be {what}")
+    for key, cls, limits in (("trainer", TrainerConfig, TRAINER_LIMITS), ("data", DataConfig, DATA_LIMITS)):
+        value = prov.get(key)
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise UserError(f"{exp.path}: provenance.{key} must be a mapping")
+            raise UserError(f"{where}.{key} must be a mapping")
         allowed = {f.name for f in fields(cls)}
         bad = [k for k in value if k not in allowed]
         if bad:
             raise UserError(f"{exp.path}: unknown key provenance.{key}.{bad[0]}; allowed: "
                             f"{', '.join(sorted(allowed))}")
         for k, v in value.items():
-            if k != "source" and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise UserError(f"{exp.path}: provenance.{key}.{k}={v!r} must be a number")
+            check, what = limits.get(k, (lambda v: v is None or _is_number(v), "a number or null"))
+            if not check(v):
+                raise UserError(f"{where}.{key}.{k}={_literal(v)} must be {what}")
+
+
+def _literal(v: Any) -> str:
+    """A value as the file spells it: null for None, quotes around text."""
+    return "null" if v is None else repr(v)
 
 
 def _edited(exp: Export) -> str:
@@ -549,7 +714,7 @@ def _edited(exp: Export) -> str:
 
 def update_export(exp: Export, key: str, value: dict[str, Any]) -> None:
     """Set one top-level mapping of the file and rewrite it atomically (same format)."""
-    doc = {**exp.doc, key: _plain(value)}
+    doc = _plain({**exp.doc, key: value})
     write_atomic(exp.path, dump(doc, exp.fmt))
     exp.doc = doc
 
@@ -572,15 +737,25 @@ def resolve_data_source(cli: str | None, exp: Export) -> str:
                     f"{source or 'an unknown source'}) or set EXPLORER_DATA")
 
 
-def load_export_data(exp: Export, source: str, *, per_class: int | None | str = "study"):
-    """The dataset at the spec's input size; `per_class` 'study' keeps the study's subset."""
+def data_settings(exp: Export, *, per_class: int | None | str = "study") -> dict[str, Any]:
+    """The data recipe actually used: the study's data settings (DataConfig defaults where
+    absent), `per_class` replaced unless 'study', the resolution the spec's input size."""
     from explorer.config import DataConfig
-    from explorer.data import load_data
 
     d = {**DataConfig().__dict__, **exp.data}
-    keep = d["per_class"] if per_class == "study" else per_class
-    data = load_data(source, per_class=keep, val_per_class=d["val_per_class"],
-                     resolution=exp.spec.input_size, seed=d["seed"])
+    if per_class != "study":
+        d["per_class"] = per_class
+    d["resolution"] = exp.spec.input_size
+    return d
+
+
+def load_export_data(exp: Export, source: str, *, per_class: int | None | str = "study"):
+    """The dataset at the spec's input size; `per_class` 'study' keeps the study's subset."""
+    from explorer.data import load_data
+
+    d = data_settings(exp, per_class=per_class)
+    data = load_data(source, per_class=d["per_class"], val_per_class=d["val_per_class"],
+                     resolution=d["resolution"], seed=d["seed"])
     if data.num_classes != exp.spec.num_classes:
         raise UserError(f"{source} has {data.num_classes} classes but the spec has num_classes="
                         f"{exp.spec.num_classes}; pass the study's dataset with --data")
@@ -597,50 +772,169 @@ def trainer_settings(exp: Export, **overrides: Any) -> dict[str, Any]:
 
 
 def calibrate(exp: Export, data, *, seeds: Sequence[int], device: str,
-              settings: dict[str, Any], log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Train the spec once per seed with `settings`; the noise mapping (sample std, ddof 1)."""
+              settings: dict[str, Any], log: Callable[[str], None] = lambda s: None,
+              data_recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the spec once per seed with `settings`; the noise mapping (sample std, ddof 1).
+
+    `data_recipe` is the data settings `data` was loaded with (default: the study's,
+    `data_settings(exp)`); it is recorded with the result, with the source and image counts.
+    `ends` holds each run's end (completed, time_budget, diverged, ...).
+    """
     from explorer.model import seeded_model
     from explorer.train import train
 
-    accs, start = [], time.perf_counter()
+    accs, ends, start = [], [], time.perf_counter()
     for i, seed in enumerate(seeds, 1):
         t0 = time.perf_counter()
         kw = {**settings, "seed": seed}
         res = train(seeded_model(exp.spec, seed), data, device=device, **kw)
         accs.append(float(res.final_acc))
+        ends.append(res.end)
         left = (time.perf_counter() - start) / i * (len(seeds) - i)
         log(f"seed {seed} ({i}/{len(seeds)}): val_acc {res.final_acc:.4f}  "
             f"{time.perf_counter() - t0:.1f}s  ({res.end}; about {left:.0f}s left)")
+    recipe = data_recipe if data_recipe is not None else data_settings(exp)
     return {"k": len(accs), "mean": statistics.fmean(accs), "std": statistics.stdev(accs),
-            "accs": accs, "seeds": list(seeds), "metric": "val_acc (final epoch)",
+            "accs": accs, "seeds": list(seeds), "ends": ends, "metric": "val_acc (final epoch)",
             "rule": "within noise: |a - b| <= 2 * sqrt(std_a^2 + std_b^2)",
-            "trainer": settings, "data": {**exp.data, "source": data.source,
-                                          "train_images": len(data.train.y), "val_images": len(data.val.y)},
+            "trainer": dict(settings), "data": {**recipe, "source": data.source,
+                                                "train_images": len(data.train.y), "val_images": len(data.val.y)},
             "device": device, "seconds": round(time.perf_counter() - start, 1),
             "calibrated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def store_calibration(exp: Export, noise: dict[str, Any], storage_url: str | None = None) -> str:
-    """Write the calibration into the study (study user attr calibration/N); a one-line note."""
+# The short-trial recipe: every trainer setting but the seed (calibrate varies it), and the
+# data settings that choose the images (the source by dataset name or file name: paths differ
+# between machines).
+RECIPE_DATA = ("per_class", "val_per_class", "resolution", "seed")
+
+
+def recipe_differences(study_config: dict[str, Any] | None, trainer: dict[str, Any],
+                       data: dict[str, Any]) -> list[str]:
+    """How a run's recipe (`trainer` settings, `data` settings) differs from the study's short
+    trials (`study_config`: the study's stored config, or an export's provenance, with
+    trainer and data mappings); [] when it is the same recipe."""
+    from explorer.config import DataConfig, TrainerConfig
+
+    cfg = study_config or {}
+    want_t = {**TrainerConfig().__dict__, **(cfg.get("trainer") or {})}
+    want_d = {**DataConfig().__dict__, **(cfg.get("data") or {})}
+    out = [f"{k} {_show(trainer.get(k))} instead of {_show(want_t[k])}"
+           for k in want_t if k != "seed" and not _same(trainer.get(k), want_t[k])]
+    out += [f"data.{k} {_show(data.get(k))} instead of {_show(want_d.get(k))}"
+            for k in RECIPE_DATA if not _same(data.get(k), want_d.get(k))]
+    have, want = _dataset_name(data.get("source")), _dataset_name(want_d.get("source"))
+    if have and want and have != want:
+        out.append(f"data {data.get('source')} instead of {want_d.get('source')}")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _is_number(a) and _is_number(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def _show(v: Any) -> str:
+    return "null" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _dataset_name(source: Any) -> str:
+    """'cifar10' for cifar10 / cifar10:ROOT, the file or folder name for a path; '' if unknown."""
+    if not isinstance(source, str) or not source:
+        return ""
+    name = source.split(":")[0]
+    return name if name in DATA_NAMES else Path(source.rstrip("/")).name
+
+
+@dataclass
+class _Target:
+    """Where a calibration would be stored: an open storage and the study's record."""
+
+    url: str
+    storage: Any
+    study_id: int
+    config: dict[str, Any]
+
+
+def _calibration_target(exp: Export, storage_url: str | None) -> tuple[_Target | None, str]:
+    """(target, '') or (None, why it cannot be stored). UserError when the trial stored there is
+    another network than the file's (a re-created study, or --storage pointing elsewhere)."""
     from explorer import storage as st
 
     prov = exp.provenance
     url = storage_url or prov.get("storage")
     if not url or "study" not in prov or "trial" not in prov:
-        return "no study in the file's provenance: stored in the file only"
+        return None, "no study in the file's provenance: stored in the file only"
     if "***" in url:
-        return f"storage {url} has a masked password: pass --storage to store the result there too"
+        return None, f"storage {url} has a masked password: pass --storage to store the result there too"
     try:
         storage = st.open_storage(url)
         record = st.load_study_record(storage, prov["study"])
-        if not any(t.number == prov["trial"] for t in storage.get_all_trials(record._study_id, deepcopy=False)):
-            return f"study {prov['study']!r} has no trial #{prov['trial']}: stored in the file only"
+        trial = next((t for t in storage.get_all_trials(record._study_id, deepcopy=False)
+                      if t.number == prov["trial"]), None)
+    except UserError as exc:
+        return None, f"not stored in the study ({exc})"
+    if trial is None:
+        return None, f"study {prov['study']!r} has no trial #{prov['trial']}: stored in the file only"
+    ours = spec_id(exp.spec)
+    try:
+        theirs = spec_id(SqueezeSpec.from_dict(trial.user_attrs["spec"]))
+    except (KeyError, TypeError, SpecError):
+        theirs = "none (no valid stored spec)"
+    if theirs != ours or prov.get("spec_id") not in (None, ours):
+        raise UserError(f"{exp.path}: trial #{prov['trial']} of study {prov['study']!r} in "
+                        f"{st.mask_url(url)} is another network (spec_id {theirs}; this file's is "
+                        f"{prov.get('spec_id') or ours}): the study was re-created or --storage points "
+                        "elsewhere; pass the --storage of the study that trained it, or export the trial again")
+    return _Target(url, storage, record._study_id, dict(record.user_attrs.get(st.CONFIG) or {})), ""
+
+
+def plan_calibration(exp: Export, storage_url: str | None, settings: dict[str, Any],
+                     data_recipe: dict[str, Any]) -> tuple[str, list[str]]:
+    """Before training: (why the result will not go into the study, '' if it will; how the
+    recipe differs from the study's short trials). UserError for a foreign trial (see
+    `_calibration_target`)."""
+    target, why = _calibration_target(exp, storage_url)
+    diffs = recipe_differences(target.config if target else exp.provenance, settings, data_recipe)
+    if target is None:
+        return why, diffs
+    if not target.config:
+        return "the study stored no trainer settings to compare the recipe with: stored in the file only", diffs
+    return (_recipe_note(diffs) if diffs else ""), diffs
+
+
+def _recipe_note(diffs: list[str]) -> str:
+    return ("not stored in the study: the recipe differs from its short trials ("
+            + ", ".join(diffs) + "), so the spread is not the trial's seed noise")
+
+
+def store_calibration(exp: Export, noise: dict[str, Any], storage_url: str | None = None) -> str:
+    """Write the calibration into the study (study user attr calibration/N); a one-line note.
+
+    Stored only when the trial there is the file's network and the recipe (noise['trainer'],
+    noise['data']) is the study's short-trial recipe; otherwise the note says why not.
+    Never raises for the study's sake: the caller still has the result to write.
+    """
+    from explorer import storage as st
+
+    prov = exp.provenance
+    try:
+        target, why = _calibration_target(exp, storage_url)
+        if target is None:
+            return why
+        if not target.config:
+            return "the study stored no trainer settings to compare the recipe with: stored in the file only"
+        diffs = recipe_differences(target.config, noise.get("trainer") or {}, noise.get("data") or {})
+        if diffs:
+            return _recipe_note(diffs)
         value = {"acc_mean": noise["mean"], "acc_std": noise["std"], "acc_seeds": noise["accs"],
                  "noise": _plain(noise)}
-        storage.set_study_user_attr(record._study_id, f"{CALIBRATION_PREFIX}{prov['trial']}", value)
-    except UserError as exc:
-        return f"not stored in the study ({exc})"
-    return f"stored in {st.mask_url(url)} as study {prov['study']!r} user attr {CALIBRATION_PREFIX}{prov['trial']}"
+        target.storage.set_study_user_attr(target.study_id, f"{CALIBRATION_PREFIX}{prov['trial']}", value)
+    except Exception as exc:  # noqa: BLE001 - a foreign trial, a read-only or vanished storage, ...
+        return f"not stored in the study ({' '.join(str(exc).split())[:300]})"
+    return (f"stored in {st.mask_url(target.url)} as study {prov['study']!r} user attr "
+            f"{CALIBRATION_PREFIX}{prov['trial']}")
 
 
 def save_checkpoint(path: Path, spec: SqueezeSpec, model, metrics: dict[str, Any],
@@ -661,18 +955,50 @@ def save_checkpoint(path: Path, spec: SqueezeSpec, model, metrics: dict[str, Any
         raise
 
 
+CHECKPOINT_KEYS = ("spec", "state_dict")
+
+
 def load_checkpoint(path: str | Path):
-    """(model in eval mode, checkpoint dict), loaded with weights_only=True."""
+    """(model in eval mode, checkpoint dict), loaded with weights_only=True.
+
+    Every way a file can fail to be an explorer checkpoint (unreadable, not a torch file,
+    pickled objects other than tensors and plain types, missing keys, an invalid spec,
+    weights that do not fit the spec) is a one-line UserError.
+    """
+    import pickle
+
     import torch
 
     from explorer.model import build_model
 
+    hint = "give a model.pt written by `explorer train`"
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise UserError(f"cannot load checkpoint {path}: {' '.join(str(exc).split())[:200]}") from None
-    model = build_model(SqueezeSpec.from_dict(ckpt["spec"]))
-    model.load_state_dict(ckpt["state_dict"])
+    except OSError as exc:
+        raise UserError(f"cannot load checkpoint {path}: {exc.strerror or exc}") from None
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():  # pickled classes, e.g. a datetime
+            raise UserError(f"cannot load checkpoint {path}: it holds objects other than tensors and plain "
+                            f"types, which torch.load(weights_only=True) refuses; {hint}") from None
+        raise UserError(f"cannot load checkpoint {path}: not a PyTorch checkpoint; {hint}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises KeyError, RuntimeError, ... for non-checkpoints
+        first = " ".join(str(exc).split()).split(". ")[0][:150]  # torch's first sentence says what broke
+        detail = f" ({first})" if isinstance(exc, RuntimeError) and first else ""
+        raise UserError(f"cannot load checkpoint {path}: not a PyTorch checkpoint{detail}; {hint}") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
+        have = f"keys {', '.join(map(str, list(ckpt)[:8]))}" if isinstance(ckpt, dict) else type(ckpt).__name__
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+        raise UserError(f"{path} is not an explorer checkpoint: no {' or '.join(missing)} (it holds "
+                        f"{have}); {hint}")
+    try:
+        model = build_model(SqueezeSpec.from_dict(ckpt["spec"]))
+    except (SpecError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: spec: {exc}") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
+        raise UserError(f"{path}: the weights do not fit the spec ({' '.join(str(exc).split())[:250]}); "
+                        "the checkpoint is damaged or was edited") from None
     return model.eval(), ckpt
 
 

@@ -437,3 +437,65 @@ def test_dashboard_command_masks_and_binds_loopback(monkeypatch, capsys, tmp_pat
     out = capsys.readouterr().out
     assert "postgresql://u:***@h/db" in out and "pw@" not in out
     assert main(["dashboard", "--storage", str(tmp_path / "none.journal")]) == 2
+
+
+# --- review fixes: a stored spec that no longer parses; absolute journal paths -------------------
+
+def bad_spec_study() -> list:
+    """hand_study() whose #1 (on the front) stored a spec that no longer parses (pct_3x3 > 1)."""
+    trials = hand_study()
+    trials[1].user_attrs["spec"] = {**trials[1].user_attrs["spec"], "pct_3x3": 1.5}
+    return trials
+
+
+@pytest.fixture
+def bad_storage(tmp_path) -> Path:
+    return factory.make_storage(tmp_path / "bad.journal", {"bad": bad_spec_study()})
+
+
+def test_configs_zip_skips_a_trial_whose_spec_no_longer_parses(bad_storage):
+    frame = ld.load_trials(str(bad_storage), "bad")
+    assert frame.loc[frame["number"] == 1, "spec"].iloc[0]["pct_3x3"] == 1.5
+    skipped: list[str] = []
+    data = exports.configs_zip(frame.iloc[[0, 1, 2]], str(bad_storage), skipped)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.namelist() == ["bad_trial00000.yaml", "bad_trial00002.yaml"]
+    assert len(skipped) == 1 and skipped[0].startswith("bad #1: ") and "pct_3x3" in skipped[0]
+    # Without a list to report into it still skips rather than raising.
+    with zipfile.ZipFile(io.BytesIO(exports.configs_zip(frame.iloc[[1]], str(bad_storage)))) as zf:
+        assert zf.namelist() == []
+
+
+def test_app_trial_detail_of_an_unparsable_spec_warns(monkeypatch, bad_storage, downloads):
+    at = run_app(monkeypatch, bad_storage)
+    at.session_state["selected_trials"] = [("bad", 1)]
+    at.session_state["view"] = "Trial detail"
+    at.run()
+    assert not at.exception and not at.error
+    assert "trial #1" in at.subheader[0].value
+    assert any("No config download" in w.value and "pct_3x3" in w.value for w in at.warning)
+    assert [b.label for b in at.download_button] == []
+
+
+def test_app_export_zip_leaves_out_an_unparsable_spec_and_says_so(monkeypatch, bad_storage, downloads):
+    at = run_app(monkeypatch, bad_storage)
+    at.session_state["selected_trials"] = [("bad", 0), ("bad", 1), ("bad", 2)]
+    at.session_state["view"] = "Feasible front & export"
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Left out of the zip: 1 trial(s)" in w.value and "bad #1" in w.value for w in at.warning)
+    with zipfile.ZipFile(io.BytesIO(dict(downloads)["selected_configs.zip"])) as zf:
+        assert zf.namelist() == ["bad_trial00000.yaml", "bad_trial00002.yaml"]
+
+
+def test_trial_config_records_an_absolute_journal_path(hand_storage, monkeypatch):
+    # The dashboard was started in the journal's folder with a relative path; `explorer
+    # calibrate` on the downloaded file, run from elsewhere, must still find the study.
+    monkeypatch.chdir(hand_storage.parent)
+    frame = ld.load_trials("hand.journal", "hand")
+    for url in ("hand.journal", "journal:hand.journal"):
+        config = exports.trial_config(frame.iloc[0], url)
+        assert config["provenance"]["storage"] == str(hand_storage.resolve())
+    sqlite = exports.trial_config(frame.iloc[0], "sqlite:///studies.db?mode=ro")
+    assert sqlite["provenance"]["storage"] == f"sqlite:///{hand_storage.parent.resolve()}/studies.db?mode=ro"
+    assert exports.trial_config(frame.iloc[0], "sqlite:////abs/s.db")["provenance"]["storage"] == "sqlite:////abs/s.db"

@@ -117,3 +117,106 @@ def test_onnx_export_matches_pytorch_or_skips_in_one_line(tmp_path, monkeypatch)
     assert (tmp_path / "m.onnx").exists()
     if importlib.util.find_spec("onnxruntime") is not None:
         assert "agrees with" in report, report
+
+
+# --- review fixes: a changed recipe, the order of study and file, time budgets, timestamps ---
+
+def _study_attrs(tmp_path: Path) -> dict:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "s.journal")))
+    return storage.get_study_user_attrs(storage.get_study_id_from_name("s"))
+
+
+def test_calibrate_with_a_changed_recipe_writes_the_file_only(exported, archive, tmp_path, capsys):
+    # The study's recipe: 6 images per class, 1 epoch. 20 per class is another recipe: its
+    # spread is not the trial's seed noise, so the study must not receive it.
+    assert main(["calibrate", str(exported), "--seeds", "2", "--per-class", "20", "--epochs", "1",
+                 "--data", str(archive), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "not stored in the study" in captured.out and "data.per_class 20 instead of 6" in captured.out
+    assert captured.out.count("\n") == 1
+    assert "not stored in the study" in captured.err  # said before the training, too
+    assert not any(k.startswith("calibration/") for k in _study_attrs(tmp_path))
+    noise = yaml.safe_load(exported.read_text())["noise"]
+    assert noise["data"]["per_class"] == 20 and noise["data"]["train_images"] == 200  # 20 x 10 classes
+    assert noise["recipe"].startswith("changed:")
+    # A new export does not see it: the trial has no noise estimate.
+    assert main(["export", "s", "--storage", str(tmp_path / "s.journal"), "--out", str(tmp_path / "y"),
+                 "--pareto"]) == 0
+    with open(tmp_path / "y/summary.csv") as f:
+        assert next(csv.DictReader(f))["acc_std_source"] == "none"
+
+
+def test_calibrate_stores_in_the_study_before_rewriting_the_file(exported, archive, tmp_path, capsys,
+                                                                monkeypatch):
+    from explorer import export as ex
+
+    before = exported.read_text()
+
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ex, "write_atomic", disk_full)
+    assert main(["calibrate", str(exported), "--seeds", "2", "--data", str(archive), "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert "No space left on device" in captured.err and captured.err.count("explorer: error:") == 1
+    stored = _study_attrs(tmp_path)["calibration/0"]
+    # The result is printed, and the study holds it: nothing of the two runs is lost.
+    assert f"{100 * stored['acc_mean']:.2f}%" in captured.out and "stored in" in captured.out
+    assert len(stored["acc_seeds"]) == 2 and stored["noise"]["recipe"] == "the study's short-trial recipe"
+    assert exported.read_text() == before
+
+
+def test_calibrate_warns_when_a_seed_ends_on_the_time_budget(tmp_path, archive, capsys):
+    # A 1 ns budget stops every run after its first step (3 steps per epoch: 60 images, batch 16).
+    journal = make_study(tmp_path / "s.journal", "s", [(TrialState.COMPLETE, attrs(CIFAR8, params=1, macs=1, acc=0.2))],
+                         trainer={**TRAINER, "time_budget_s": 1e-9})
+    assert main(["export", "s", "--storage", str(journal), "--out", str(tmp_path / "x"), "--trial", "0"]) == 0
+    path = tmp_path / "x/s_trial00000.yaml"
+    capsys.readouterr()
+    assert main(["calibrate", str(path), "--seeds", "2", "--data", str(archive), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: seed(s) 0, 1 stopped at the time budget" in err
+    assert yaml.safe_load(path.read_text())["noise"]["ends"] == ["time_budget", "time_budget"]
+
+
+def test_unquoted_timestamp_still_gives_a_weights_only_checkpoint(exported, archive, tmp_path, capsys):
+    # YAML reads an unquoted exported_at as a datetime, which torch's weights_only loader refuses.
+    text = exported.read_text()
+    stamp = yaml.safe_load(text)["provenance"]["exported_at"]
+    exported.write_text(text.replace(f"exported_at: '{stamp}'", f"exported_at: {stamp}"))
+    assert "datetime" in type(yaml.safe_load(exported.read_text())["provenance"]["exported_at"]).__name__
+    out = tmp_path / "run"
+    assert main(["train", str(exported), "--epochs", "1", "--data", str(archive), "--per-class", "10",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    ckpt = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert ckpt["provenance"]["exported_at"] == stamp
+    assert json.loads((out / "train.json").read_text())["provenance"]["exported_at"] == stamp
+
+
+def test_train_keeps_the_model_when_the_folder_fails_after_training(exported, archive, tmp_path, capsys,
+                                                                   monkeypatch):
+    from explorer import export as ex
+
+    real = ex.save_checkpoint
+    out = tmp_path / "run"
+
+    def fail_in_out(path, *a, **kw):
+        if path.parent == out:
+            raise OSError(30, "Read-only file system")
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(ex, "save_checkpoint", fail_in_out)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the rescue folder lands here
+    assert main(["train", str(exported), "--epochs", "1", "--data", str(archive), "--per-class", "10",
+                 "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("explorer: error: cannot write into") and "Read-only file system" in err
+    rescue = Path(err.split(" into ")[2].split(" instead")[0])
+    assert rescue.parent == tmp_path and rescue != out
+    assert (rescue / "model.pt").exists() and (rescue / "train.json").exists()
+    torch.load(rescue / "model.pt", weights_only=True)

@@ -12,52 +12,86 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Retrain the config K times with the study's short-trial recipe "
                                    "(the trainer and data settings in the file), seeds S..S+K-1 for "
                                    "weights, batches and augmentation (the val split stays fixed). "
-                                   "Writes a noise: mapping (k, mean, std, accs) into FILE and the "
-                                   "study user attr calibration/<trial> when the study can be opened.")
+                                   "Stores the mean and std as the study user attr calibration/<trial> "
+                                   "when the study opens, its trial is this network and the recipe is "
+                                   "the study's; then writes a noise: mapping (k, mean, std, accs) "
+                                   "into FILE.")
     p.add_argument("file", help="an export file written by `explorer export`")
     p.add_argument("--seeds", type=int, required=True, metavar="K", help="number of runs (>= 2)")
     p.add_argument("--seed", type=int, help="first seed (default: the study's trainer seed)")
     p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
                                   "else ../shared/datasets/cifar10-jpeg.tar.gz)")
     p.add_argument("--per-class", type=int, metavar="N",
-                   help="training images per class (default: the study's; changing it changes the recipe)")
-    p.add_argument("--epochs", type=int, help="override the study's epochs (changes the recipe)")
+                   help="training images per class (default: the study's; a changed recipe is written "
+                        "to FILE only, not the study)")
+    p.add_argument("--epochs", type=int, help="override the study's epochs (a changed recipe is written to "
+                                               "FILE only, not the study)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--storage", help="storage URL (default: the file's provenance.storage)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Calibrate, write the file, store in the study, print mean and std."""
+    """Calibrate, store in the study (same recipe only), write the file, print mean and std.
+
+    Everything that can be checked is checked before the minutes of training: the
+    arguments, the file, the device, that FILE's folder is writable and that the study's
+    trial is the file's network. The study is written before the file, and a failure to
+    rewrite the file still prints the result.
+    """
+    from pathlib import Path
+
     from explorer import export as ex
     from explorer.errors import UserError
-    from explorer.study import default_device
+    from explorer.study import check_device
 
     if args.seeds < 2:
         raise UserError(f"--seeds={args.seeds}: give at least 2 runs (a std needs two)")
-    for name in ("per_class", "epochs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')}={value}: give an integer >= 1")
+    ex.check_cli_settings(per_class=args.per_class, epochs=args.epochs, seed=args.seed)
+    if args.seed is not None and args.seed + args.seeds - 1 > ex.MAX_SEED:
+        raise UserError(f"--seed={args.seed} --seeds={args.seeds}: the last seed would exceed "
+                        f"{ex.MAX_SEED}; give a smaller --seed")
+    device = check_device(args.device)
     exp = ex.read_export(args.file)
     if not exp.provenance:
         raise UserError(f"{args.file} has no provenance: calibrate needs a file from `explorer export`")
     if exp.edited:
         raise UserError(f"{args.file}: {exp.edited}; the noise would not belong to the trial, "
                         "so export the trial again")
+    try:
+        ex.probe_writable(Path(args.file).resolve().parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.file} ({exc.strerror or exc}): calibrate rewrites it with the "
+                        "result; make its folder writable or copy the file somewhere writable") from None
     settings = ex.trainer_settings(exp, epochs=args.epochs)
     first = args.seed if args.seed is not None else int(settings["seed"])
     seeds = list(range(first, first + args.seeds))
-    device = args.device or default_device()
-    data = ex.load_export_data(exp, ex.resolve_data_source(args.data, exp),
-                               per_class=args.per_class if args.per_class is not None else "study")
+    source = ex.resolve_data_source(args.data, exp)
+    recipe = {**ex.data_settings(exp, per_class=args.per_class if args.per_class is not None else "study"),
+              "source": source}
+    not_stored, diffs = ex.plan_calibration(exp, args.storage, settings, recipe)
+    data = ex.load_export_data(exp, source, per_class=recipe["per_class"])
     print(f"calibrating {exp.label}: {len(seeds)} runs of {settings['epochs']} epochs on "
           f"{len(data.train.y):,} images, seeds {seeds[0]}..{seeds[-1]}, {device}", file=sys.stderr)
-    noise = ex.calibrate(exp, data, seeds=seeds, device=device, settings=settings,
+    if not_stored:
+        print(f"explorer: note: {not_stored}", file=sys.stderr)
+    noise = ex.calibrate(exp, data, seeds=seeds, device=device, settings=settings, data_recipe=recipe,
                          log=lambda line: print(line, file=sys.stderr))
-    ex.update_export(exp, "noise", noise)
-    note = ex.store_calibration(exp, noise, args.storage)
-    print(f"{exp.label}: val_acc {100 * noise['mean']:.2f}% ± {100 * noise['std']:.2f}% (mean ± std "
-          f"over {noise['k']} seeds: {', '.join(f'{100 * a:.2f}' for a in noise['accs'])}); "
-          f"written to {args.file}; {note}")
+    noise["recipe"] = "the study's short-trial recipe" if not diffs else "changed: " + ", ".join(diffs)
+    cut = [s for s, end in zip(noise["seeds"], noise["ends"]) if end == "time_budget"]
+    if cut:
+        print(f"explorer: warning: seed(s) {', '.join(map(str, cut))} stopped at the time budget "
+              f"({settings['time_budget_s']:g} s) before the last epoch: those accuracies come from fewer "
+              "epochs, so the spread mixes seed noise with machine speed", file=sys.stderr)
+    note = ex.store_calibration(exp, noise, args.storage) if not not_stored else not_stored
+    result = (f"{exp.label}: val_acc {100 * noise['mean']:.2f}% ± {100 * noise['std']:.2f}% (mean ± std "
+              f"over {noise['k']} seeds: {', '.join(f'{100 * a:.2f}' for a in noise['accs'])})")
+    try:
+        ex.update_export(exp, "noise", noise)
+    except OSError as exc:
+        print(f"{result}; {note}")
+        raise UserError(f"cannot rewrite {args.file} ({exc.strerror or exc}); the result is printed above"
+                        + (" and stored in the study: `explorer export` writes it into a new file"
+                           if note.startswith("stored in") else "")) from None
+    print(f"{result}; written to {args.file}; {note}")
     return 0

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--noise-std={args.noise_std}: give a number >= 0")
     if not (math.isfinite(args.noise_k) and args.noise_k > 0):
         raise UserError(f"--noise-k={args.noise_k}: give a number > 0")
-    budget = ex.parse_budget(args.budget) if args.budget else None
+    budget = ex.parse_budget(args.budget) if args.budget is not None else None  # "" is an error
     name, url = ex.resolve_study(args.study, args.storage)
     rec = ex.read_study(name, url)
     trials = ex.select_trials(rec, numbers=args.trial, pareto=args.pareto, budget=budget)

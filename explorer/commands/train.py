@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,24 +42,22 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on test, write checkpoint, model card and metrics."""
     from explorer import export as ex
     from explorer.errors import UserError
-    from explorer.study import default_device, git_revision, package_versions
+    from explorer.study import check_device, git_revision, package_versions
 
-    if args.epochs < 1:
-        raise UserError(f"--epochs={args.epochs}: give an integer >= 1")
-    if args.per_class is not None and args.per_class < 1:
-        raise UserError(f"--per-class={args.per_class}: give an integer >= 1")
+    ex.check_cli_settings(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
+                          batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                          time_budget=args.time_budget)
+    device = check_device(args.device)
     exp = ex.read_export(args.file)
     if exp.edited:
         print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
     settings = ex.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                                    lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                    label_smoothing=args.label_smoothing)
     settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
     source = ex.resolve_data_source(args.data, exp)
-    device = args.device or default_device()
+    out = ex.prepare_out(Path(args.out))  # before the training: a bad folder costs nothing
     data = ex.load_export_data(exp, source, per_class=args.per_class)
     print(f"training {exp.label} for {args.epochs} epochs on {len(data.train.y):,} images "
           f"({data.source}, {exp.spec.input_size} px) on {device}", file=sys.stderr)
@@ -68,15 +67,23 @@ def run(args: argparse.Namespace) -> int:
                                        on_epoch_end=on_epoch)
     finally:
         progress.close()
-    out.mkdir(parents=True, exist_ok=True)
     run_info = {"device": device, "data_source": data.source, "git_rev": git_revision(),
                 "versions": package_versions(), "command": "explorer " + " ".join(sys.argv[1:])}
     preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
                   "input_size": exp.spec.input_size}
     extra = {"trainer": settings, "preprocess": preprocess, "provenance": exp.provenance, "run": run_info}
-    ex.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
-    ex.write_atomic(out / "model_card.md", ex.model_card(exp, metrics, settings, run_info))
-    ex.write_atomic(out / "train.json", json.dumps(ex._plain({"metrics": metrics, **extra}), indent=2) + "\n")
+    card = ex.model_card(exp, metrics, settings, run_info)
+    try:
+        _write_outputs(ex, out, exp, model, metrics, extra, card)
+    except OSError as exc:  # the folder vanished or the disk filled during training: keep the model
+        rescue = Path(tempfile.mkdtemp(prefix="explorer-train-"))
+        try:
+            _write_outputs(ex, rescue, exp, model, metrics, extra, card)
+        except OSError as again:
+            raise UserError(f"cannot write into {out} ({exc.strerror or exc}) nor into {rescue} "
+                            f"({again.strerror or again}); the trained model could not be saved") from None
+        raise UserError(f"cannot write into {out} ({exc.strerror or exc}); wrote model.pt, model_card.md and "
+                        f"train.json into {rescue} instead (test accuracy {100 * metrics['test_acc']:.2f}%)") from None
     print(f"test accuracy {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images "
           f"(val {100 * metrics['val_acc']:.2f}%); wrote {out / 'model.pt'}, {out / 'model_card.md'}, "
           f"{out / 'train.json'}")
@@ -85,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
 
         print(export_onnx(out / "model.pt", out / "model.onnx"))
     return 0
+
+
+def _write_outputs(ex, out: Path, exp, model, metrics: dict, extra: dict, card: str) -> None:
+    """model.pt, model_card.md and train.json into `out` (each written atomically)."""
+    ex.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
+    ex.write_atomic(out / "model_card.md", card)
+    ex.write_atomic(out / "train.json", json.dumps(ex._plain({"metrics": metrics, **extra}), indent=2) + "\n")
 
 
 def _progress(epochs: int):
