@@ -324,6 +324,11 @@ def _get(ctx: _Ctx, m: dict, key: str, path: str, default: Any, check, what: str
     return value
 
 
+def _is_seed(v: Any) -> bool:
+    """What torch, numpy and Optuna's samplers all accept as a seed."""
+    return _is_int(v) and 0 <= v <= 2**32 - 1
+
+
 def _pos_int(v: Any) -> bool:
     return _is_int(v) and v >= 1
 
@@ -386,7 +391,7 @@ def _parse_data(ctx: _Ctx, data: dict) -> DataConfig:
         val_per_class=_get(ctx, m, "val_per_class", p, 100, _pos_int, "an integer >= 1"),
         resolution=_get(ctx, m, "resolution", p, 32, lambda v: _is_int(v) and 8 <= v <= 1024,
                         "an integer in [8, 1024] (pixels)"),
-        seed=_get(ctx, m, "seed", p, 0, _is_int, "an integer"),
+        seed=_get(ctx, m, "seed", p, 0, _is_seed, "an integer in [0, 4294967295]"),
     )
 
 
@@ -402,7 +407,7 @@ def _parse_trainer(ctx: _Ctx, data: dict) -> TrainerConfig:
         label_smoothing=float(_get(ctx, m, "label_smoothing", p, 0.0,
                                    lambda v: _is_num(v) and 0 <= v < 1, "in [0, 1)")),
         time_budget_s=_get(ctx, m, "time_budget_s", p, None, _opt(pos), "seconds > 0 or null"),
-        seed=_get(ctx, m, "seed", p, 0, _is_int, "an integer"),
+        seed=_get(ctx, m, "seed", p, 0, _is_seed, "an integer in [0, 4294967295]"),
     )
 
 
@@ -447,7 +452,7 @@ def _parse_sampler(ctx: _Ctx, data: dict) -> SamplerConfig:
     p = "sampler"
     name = _get(ctx, m, "name", p, "tpe", lambda v: v in SAMPLERS, "one of " + ", ".join(SAMPLERS))
     return SamplerConfig(
-        name=name, seed=_get(ctx, m, "seed", p, 0, _is_int, "an integer"),
+        name=name, seed=_get(ctx, m, "seed", p, 0, _is_seed, "an integer in [0, 4294967295]"),
         population_size=_get(ctx, m, "population_size", p, None, _opt(lambda v: _is_int(v) and v >= 2),
                              "an integer >= 2"),
         n_startup_trials=_get(ctx, m, "n_startup_trials", p, None, _opt(_pos_int), "an integer >= 1"),

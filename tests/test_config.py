@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from explorer.cli import main
 from explorer.config import StudyConfig, load_config
@@ -271,3 +272,17 @@ def test_command_line_n_trials_stands_in_for_a_missing_one(tmp_path):
         load_config(path)
     assert load_config(path, n_trials=3).n_trials == 3
     assert load_config(path, timeout_s=60).timeout_s == 60
+
+
+@pytest.mark.parametrize("section", ["trainer", "data", "sampler"])
+def test_seeds_must_be_what_torch_numpy_and_optuna_accept(tmp_path, section):
+    from explorer.config import load_config
+
+    text = (Path(__file__).resolve().parents[1] / "studies/quickstart.yaml").read_text()
+    path = tmp_path / "s.yaml"
+    for bad in (-1, 2**32):
+        data = yaml.safe_load(text)
+        data.setdefault(section, {})["seed"] = bad
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(UserError, match=rf"{section}\.seed.*an integer in \[0, 4294967295\]"):
+            load_config(path)
