@@ -682,7 +682,14 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         n_trials = grid_trials(runner.space, config, n_trials)
     timeout_s = timeout_s if timeout_s is not None else config.timeout_s
     summary = RunSummary(study.study_name, "")
-    stale = fail_stale_trials(study)
+
+    def lock():
+        if storage_url is None and claim.rdb_of(study) is None:
+            return contextlib.nullcontext()  # a journal whose path we were not given
+        return claim.study_lock(study, storage_url or "")
+
+    with lock():  # fail + requeue atomically for the other workers (see claim.work)
+        stale = fail_stale_trials(study)
     if stale:
         print(f"retrying trials of workers that died: {', '.join(f'#{n}' for n in stale)}", file=out)
     done = count_done(study)
@@ -704,17 +711,11 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         tqdm.write(format_outcome(runner_out, runner.space), file=out)
         if counted:
             bar.update(1)
-        fail_stale_trials(study_)
         if streak[0] >= MAX_INFEASIBLE_STREAK:
             summary.gave_up = (f"stopped after {streak[0]} trials in a row were infeasible or failed; "
                                "shrink the space or raise the budgets")
             tqdm.write(f"stopping: {summary.gave_up}", file=out)
             stopping[0] = True
-
-    def lock():
-        if storage_url is None and claim.rdb_of(study) is None:
-            return contextlib.nullcontext()  # a journal whose path we were not given
-        return claim.study_lock(study, storage_url or "")
 
     old_term = _term_as_interrupt()
     try:
@@ -722,7 +723,7 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
                    catch=(InvalidSpec,), on_trial=after, stop=lambda: stopping[0], out=out)
     except KeyboardInterrupt:
         summary.interrupted = True
-        with st.defer_interrupts():
+        with st.defer_interrupts(), lock():  # fail + requeue atomically for the other workers
             finalise_own_running(study)
     finally:
         bar.close()

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                    poll_s=args.poll, timeout_s=config.timeout_s, catch=_catchable(),
                    on_trial=lambda s, t: _print_trial(runner, t))
     except KeyboardInterrupt:
-        _interrupted(study)
+        _interrupted(study, lambda: study_lock(study, url))
         print(f"worker {who} interrupted: its running trial was failed and queued again",
               file=sys.stderr)
         return 130
@@ -247,12 +247,15 @@ def work(study, objective: Callable, *, target: int | None, lock: Callable[[], C
     """
     out = out or sys.stdout
     started, ran, said_wait = time.monotonic(), 0, False
-    fail_stale(study)
     while timeout_s is None or time.monotonic() - started < timeout_s:
         if stop is not None and stop():
             return ran
         with contextlib.ExitStack() as held:
             held.enter_context(lock())
+            # Under the lock: failing a dead worker's trial and queueing its retry must look
+            # atomic to the others, or one may count the freed place and start a new trial
+            # while the retry stays WAITING for ever (seen in CI).
+            fail_stale(study)
             done, running = claim_counts(study)
             if target is not None and done >= target:
                 return ran
@@ -261,9 +264,7 @@ def work(study, objective: Callable, *, target: int | None, lock: Callable[[], C
                 if not said_wait:
                     print(f"waiting: {done}/{target} done, {running} running elsewhere", file=out, flush=True)
                 said_wait = True
-                time.sleep(poll_s)
-                # a RUNNING trial may be a dead worker's; Optuna's check runs before each ask
-                fail_stale(study)
+                time.sleep(poll_s)  # a RUNNING trial may be a dead worker's: checked next round
                 continue
             said_wait = False
             _run_one(study, objective, held, catch, on_trial, out)
@@ -308,10 +309,10 @@ def _count_text(study, target: int | None) -> str:
     return f"{done}/{target if target is not None else 'unlimited'} trials done, {running} running"
 
 
-def _interrupted(study) -> None:
-    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again)."""
+def _interrupted(study, lock: Callable[[], ContextManager]) -> None:
+    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again, under the lock)."""
     from explorer import storage as st
     from explorer.study import finalise_own_running
 
-    with st.defer_interrupts():
+    with st.defer_interrupts(), lock():
         finalise_own_running(study)
