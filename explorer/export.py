@@ -426,6 +426,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must not land before the content (power loss)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
