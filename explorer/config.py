@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +326,7 @@ def _get(ctx: _Ctx, m: dict, key: str, path: str, default: Any, check, what: str
 
 def _is_seed(v: Any) -> bool:
     """What torch, numpy and Optuna's samplers all accept as a seed."""
-    return _is_int(v) and 0 <= v <= 2**32 - 1
+    return _is_int(v) and 0 <= v <= MAX_SEED
 
 
 def _pos_int(v: Any) -> bool:
@@ -381,34 +381,54 @@ def _section(ctx: _Ctx, data: dict, key: str, cls: type) -> tuple[dict, tuple[st
     return m, allowed
 
 
+# The trainer's and the data loader's settings: key -> (check, what it must be, null allowed).
+# Study files are checked against them here, and export files and CLI overrides in
+# explorer.export, so a setting means the same wherever it is written.
+MAX_SEED = 2**32 - 1  # what torch, numpy and Optuna's samplers all accept
+Limit = tuple  # (check: Callable[[Any], bool], what: str, nullable: bool)
+TRAINER_LIMITS: dict[str, Limit] = {
+    "epochs": (lambda v: _pos_int(v), "an integer >= 1", False),
+    "batch_size": (lambda v: _pos_int(v), "an integer >= 1", False),
+    "lr": (lambda v: _is_num(v) and v > 0, "a number > 0", False),
+    "momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)", False),
+    "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0", False),
+    "label_smoothing": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)", False),
+    "time_budget_s": (lambda v: _is_num(v) and v > 0, "a number of seconds > 0", True),
+    "seed": (lambda v: _is_seed(v), f"an integer in [0, {MAX_SEED}]", False),
+}
+DATA_LIMITS: dict[str, Limit] = {
+    "source": (lambda v: isinstance(v, str) and v != "", "a dataset name or a path", True),
+    "per_class": (lambda v: _pos_int(v), "an integer >= 1", True),
+    "val_per_class": (lambda v: _pos_int(v), "an integer >= 1", False),
+    "resolution": (lambda v: _is_int(v) and 8 <= v <= 1024, "an integer in [8, 1024] (pixels)", False),
+    "seed": (lambda v: _is_seed(v), f"an integer in [0, {MAX_SEED}]", False),
+}
+
+
+def limit_check(limit: Limit) -> tuple[Any, str]:
+    """(check, what) of a limit, null accepted and said where the setting allows it."""
+    check, what, nullable = limit
+    return (_opt(check), f"{what}, or null") if nullable else (check, what)
+
+
+def _parse_limited(ctx: _Ctx, data: dict, section: str, cls, limits: dict[str, Limit]):
+    m, _ = _section(ctx, data, section, cls)
+    values = {}
+    for f in fields(cls):
+        check, what = limit_check(limits[f.name])
+        values[f.name] = _get(ctx, m, f.name, section, f.default, check, what)
+    return values
+
+
 def _parse_data(ctx: _Ctx, data: dict) -> DataConfig:
-    m, _ = _section(ctx, data, "data", DataConfig)
-    p = "data"
-    return DataConfig(
-        source=_get(ctx, m, "source", p, None, _opt(lambda v: isinstance(v, str) and v),
-                    "a dataset name or a path"),
-        per_class=_get(ctx, m, "per_class", p, None, _opt(_pos_int), "an integer >= 1 or null"),
-        val_per_class=_get(ctx, m, "val_per_class", p, 100, _pos_int, "an integer >= 1"),
-        resolution=_get(ctx, m, "resolution", p, 32, lambda v: _is_int(v) and 8 <= v <= 1024,
-                        "an integer in [8, 1024] (pixels)"),
-        seed=_get(ctx, m, "seed", p, 0, _is_seed, "an integer in [0, 4294967295]"),
-    )
+    return DataConfig(**_parse_limited(ctx, data, "data", DataConfig, DATA_LIMITS))
 
 
 def _parse_trainer(ctx: _Ctx, data: dict) -> TrainerConfig:
-    m, _ = _section(ctx, data, "trainer", TrainerConfig)
-    p, pos = "trainer", lambda v: _is_num(v) and v > 0
-    return TrainerConfig(
-        epochs=_get(ctx, m, "epochs", p, 3, _pos_int, "an integer >= 1"),
-        batch_size=_get(ctx, m, "batch_size", p, 128, _pos_int, "an integer >= 1"),
-        lr=float(_get(ctx, m, "lr", p, 0.05, pos, "a number > 0")),
-        momentum=float(_get(ctx, m, "momentum", p, 0.9, lambda v: _is_num(v) and 0 <= v < 1, "in [0, 1)")),
-        weight_decay=float(_get(ctx, m, "weight_decay", p, 5e-4, lambda v: _is_num(v) and v >= 0, "a number >= 0")),
-        label_smoothing=float(_get(ctx, m, "label_smoothing", p, 0.0,
-                                   lambda v: _is_num(v) and 0 <= v < 1, "in [0, 1)")),
-        time_budget_s=_get(ctx, m, "time_budget_s", p, None, _opt(pos), "seconds > 0 or null"),
-        seed=_get(ctx, m, "seed", p, 0, _is_seed, "an integer in [0, 4294967295]"),
-    )
+    values = _parse_limited(ctx, data, "trainer", TrainerConfig, TRAINER_LIMITS)
+    for key in ("lr", "momentum", "weight_decay", "label_smoothing"):
+        values[key] = float(values[key])
+    return TrainerConfig(**values)
 
 
 def _parse_objectives(ctx: _Ctx, data: dict) -> tuple[str, ...]:
@@ -452,7 +472,7 @@ def _parse_sampler(ctx: _Ctx, data: dict) -> SamplerConfig:
     p = "sampler"
     name = _get(ctx, m, "name", p, "tpe", lambda v: v in SAMPLERS, "one of " + ", ".join(SAMPLERS))
     return SamplerConfig(
-        name=name, seed=_get(ctx, m, "seed", p, 0, _is_seed, "an integer in [0, 4294967295]"),
+        name=name, seed=_get(ctx, m, "seed", p, 0, _is_seed, f"an integer in [0, {MAX_SEED}]"),
         population_size=_get(ctx, m, "population_size", p, None, _opt(lambda v: _is_int(v) and v >= 2),
                              "an integer >= 2"),
         n_startup_trials=_get(ctx, m, "n_startup_trials", p, None, _opt(_pos_int), "an integer >= 1"),

@@ -45,6 +45,9 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from explorer.config import DATA_LIMITS, MAX_SEED, TRAINER_LIMITS, limit_check  # noqa: F401 (MAX_SEED: calibrate)
+from explorer.config import _is_int
+from explorer.config import _is_num as _is_number
 from explorer.cost import estimate_cost
 from explorer.errors import SpecError, UserError
 from explorer.spec import SqueezeSpec, spec_id
@@ -613,42 +616,8 @@ def _dicts(v: Any) -> Any:
 
 # --- settings: what the trainer and the data loader accept -------------------------------------
 
-MAX_SEED = 2**32 - 1  # seeds of weights, batches and augmentation: the usual 32-bit range
-_TORCH_SEEDS = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts (the data split)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-# key -> (check, what it must be). The ranges are the study file's (explorer.config), except
-# that a seed here is a non-negative 32-bit integer and a resolution any positive integer.
-TRAINER_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "time_budget_s": (lambda v: v is None or (_is_number(v) and v > 0), "a number of seconds > 0, or null"),
-    "seed": (lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in [0, {MAX_SEED}]"),
-}
-DATA_LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "source": (lambda v: v is None or (isinstance(v, str) and v != ""), "a dataset name or path, or null"),
-    "per_class": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (all images)"),
-    "val_per_class": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "resolution": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (pixels)"),
-    "seed": (lambda v: _is_int(v) and _TORCH_SEEDS[0] <= v <= _TORCH_SEEDS[1], "an integer"),
-}
+# The trainer/data limits are explorer.config's: a setting means the same in a study file,
+# an export file and on the command line.
 # CLI flag -> (section, key) of the limits above.
 CLI_SETTINGS = {"--epochs": ("trainer", "epochs"), "--batch-size": ("trainer", "batch_size"),
                 "--lr": ("trainer", "lr"), "--momentum": ("trainer", "momentum"),
@@ -665,9 +634,9 @@ def check_cli_settings(**given: Any) -> None:
             continue
         flag = "--" + name.replace("_", "-")
         section, key = CLI_SETTINGS[flag]
-        check, what = (TRAINER_LIMITS if section == "trainer" else DATA_LIMITS)[key]
-        if not check(value):
-            raise UserError(f"{flag}={value}: give {what.split(', or null')[0]}")
+        check, what, _ = (TRAINER_LIMITS if section == "trainer" else DATA_LIMITS)[key]
+        if not check(value):  # a flag cannot be null, so the limit's own words
+            raise UserError(f"{flag}={value}: give {what}")
 
 
 def _check_provenance(exp: Export) -> None:
@@ -693,7 +662,7 @@ def _check_provenance(exp: Export) -> None:
             raise UserError(f"{exp.path}: unknown key provenance.{key}.{bad[0]}; allowed: "
                             f"{', '.join(sorted(allowed))}")
         for k, v in value.items():
-            check, what = limits.get(k, (lambda v: v is None or _is_number(v), "a number or null"))
+            check, what = limit_check(limits[k])  # unknown keys were refused above
             if not check(v):
                 raise UserError(f"{where}.{key}.{k}={_literal(v)} must be {what}")
 
