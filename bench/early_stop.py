@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explorer.config import EarlyStopConfig, load_config  # noqa: E402
 from explorer.pareto import hypervolume  # noqa: E402
-from explorer.storage import load_trials  # noqa: E402
-from explorer.study import default_archive, load_data_for, open_study, run_trials  # noqa: E402
+from explorer.datasource import default_archive  # noqa: E402
+from explorer.store import open_storage, read_trials  # noqa: E402
+from explorer.study import load_data_for, open_study, run_trials  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def run_one(config, url: str, data) -> tuple[float, object]:
     study = open_study(config, url)
     t = time.perf_counter()
     run_trials(study, config, data=data, device="cpu", progress=False, out=open(os.devnull, "w"))
-    return time.perf_counter() - t, load_trials(url, config.name)
+    return time.perf_counter() - t, read_trials(open_storage(url), config.name)
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args()
     plain_cfg = study_config(args.trials, args.epochs, early=False)
-    data = load_data_for(plain_cfg, args.data, "cpu")
+    data = load_data_for(plain_cfg, args.data)
     result: dict = {"trials": args.trials, "epochs": args.epochs}
     frames = {}
     with tempfile.TemporaryDirectory() as tmp:

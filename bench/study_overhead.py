@@ -112,13 +112,13 @@ def fvcore_ms(n: int = 20) -> float:
     config = load_config(REPO / "studies/quickstart.yaml")
     space, rng = Space.from_config(config), random.Random(0)
     specs = [space.spec(space.sample(rng)) for _ in range(n)]
-    from explorer.study import _check_fvcore
+    from explorer.objective import check_fvcore
     from explorer.cost import estimate_cost
 
     fvcore_cost(build_model(specs[0]), specs[0].input_size)  # warm-up (jit tracing imports)
     t = time.perf_counter()
     for s in specs:
-        _check_fvcore(build_model(s), s, estimate_cost(s))  # as the run loop does it
+        check_fvcore(build_model(s), s, estimate_cost(s))  # as the run loop does it
     return (time.perf_counter() - t) * 1e3 / n
 
 
@@ -134,7 +134,7 @@ def _worker(url: str, n: int, q) -> None:
 
 
 def _run_n(study, config, n: int) -> None:
-    from explorer.study import TrialRunner
+    from explorer.objective import TrialRunner
 
     runner = TrialRunner(study, config, data=DATA, device="cpu", trainer=NoopTrainer(), num_classes=10)
     study.optimize(runner, n_trials=n)

@@ -37,13 +37,11 @@ WORKERS = (1, 2, 4)
 
 def open_storage(url: str):
     """The storage as `explorer worker` opens it (heartbeats on for PostgreSQL)."""
-    from explorer import storage as st
-    from explorer.pg import driver_url, is_postgres
-    from explorer.study import retry_stale
+    from explorer import store
 
-    if is_postgres(url):
-        return st.open_storage(driver_url(url), stale_callback=retry_stale)
-    return st.open_storage(url, create=True)
+    if store.storage_kind(url) == "postgresql":
+        return store.open_storage(store.pg.driver_url(url), stale_callback=store.retry_stale)
+    return store.open_storage(url, create=True)
 
 
 def load_quietly() -> None:
@@ -70,7 +68,7 @@ def objective(trial) -> float:
 
 def worker(url: str, name: str, n: int, barrier, results) -> None:
     """One worker process: import, open, wait for the others, run the loop, report."""
-    from explorer.commands.worker import study_lock, work
+    from explorer.store import study_lock, work
 
     study = load(url, name)
     waited, held = [], []
@@ -172,10 +170,11 @@ def main() -> None:
           "so here extra workers mostly compete for CPU; on a real server the curve differs", flush=True)
     out: dict = {"cpu_cores": cores, "trials_per_study": args.trials}
     if args.pg_url:
-        from explorer.pg import mask, probe
+        from explorer.store import mask_url
+        from explorer.store.pg import probe
 
         probe(args.pg_url)
-        print(f"PostgreSQL: {mask(args.pg_url)}", flush=True)
+        print(f"PostgreSQL: {mask_url(args.pg_url)}", flush=True)
         pg = bench("postgres", args.pg_url, args.trials, args.repeats)
         out.update(postgres=pg, postgres_speedup_4_workers=pg["speedup_4_workers"])
     else:

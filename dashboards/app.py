@@ -23,10 +23,13 @@ import streamlit as st
 from dashboards import exports, figures
 from dashboards import loading as ld
 from explorer import pareto
+from explorer.budgets import STUDY_BUDGETS
 from explorer.errors import UserError
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
 NO_LIMIT = "no limit"
+LIMIT_LABELS = {"params": "Max parameters", "macs": "Max MACs", "size_mb": "Max size (MB)",
+                "latency_ms": "Max latency (ms)"}
 
 
 def default_storage() -> str:
@@ -223,8 +226,8 @@ def budgets_and_filters(frame: pd.DataFrame, knob_meta: dict) -> np.ndarray:
     """Budget sliders and knob filters (sidebar); True where a trial passes them all."""
     limits, ranges = {}, {}
     with st.sidebar.expander("Budgets and filters"):
-        for col, label in (("params", "Max parameters"), ("macs", "Max MACs"), ("size_mb", "Max size (MB)"),
-                           ("latency_ms", "Max latency (ms)")):
+        for col in (*STUDY_BUDGETS, "latency_ms"):  # a study's budgets, and latency where stored
+            label = LIMIT_LABELS[col]
             options = _limit_options(frame[col].to_numpy(dtype=float))
             if len(options) > 1:
                 chosen = st.select_slider(label, options, value=NO_LIMIT, key=f"max_{col}",

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import re
 import zipfile
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
-from dashboards.loading import mask_url
+from explorer import util
+from explorer.exportfile import file_name, trial_doc
+from explorer.store import absolute_url, mask_url
 
 # Row columns that are the trial's stored user attrs under the same name.
 ATTR_FIELDS = ("spec", "seed", "device", "duplicate_of", "end", "versions", "git_rev", "val_acc",
@@ -23,29 +22,17 @@ TABLE_COLUMNS = ("study", "number", "val_acc", "best_val_acc", "params", "macs",
 
 
 def plain(value: Any) -> Any:
-    """A YAML/JSON-safe Python value: numpy scalars unwrapped, NaN and '' as None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [plain(v) for v in value]
-    if value == "":
-        return None
-    return value
+    """A YAML/JSON-safe Python value (explorer.util.plain), the table's '' for missing text as None."""
+    return None if isinstance(value, str) and value == "" else util.plain(value)
 
 
 def trial_config(row: pd.Series | dict[str, Any], storage_url: str) -> dict[str, Any]:
-    """One stored trial in the export format of `explorer export` (explorer.export.trial_doc).
+    """One stored trial in the export format of `explorer export` (explorer.exportfile.trial_doc).
 
     `load_spec`, `explorer describe`, `explorer calibrate` and `explorer train` read it; its
     provenance carries the study's trainer and data settings, so training it again starts
     from the settings the trial ran with.
     """
-    from explorer.export import _absolute, trial_doc
-
     row = dict(row)
     attrs = {k: plain(row.get(k)) for k in ATTR_FIELDS}
     attrs["val_loss"] = plain(row.get("val_loss_curve"))
@@ -61,7 +48,7 @@ def trial_config(row: pd.Series | dict[str, Any], storage_url: str) -> dict[str,
     # An absolute journal path, as `explorer export` writes: `explorer calibrate` run on the
     # downloaded file from any folder then finds the study.
     return trial_doc(study=str(row["study"]), number=int(row["number"]),
-                     storage=mask_url(_absolute(str(storage_url))),
+                     storage=mask_url(absolute_url(str(storage_url))),
                      state=str(row.get("state") or ""), attrs=attrs, config=config,
                      objectives=plain(row.get("objectives")) or None,
                      selection={"how": "dashboard"}, noise=noise)
@@ -78,9 +65,8 @@ def to_json(config: dict[str, Any]) -> str:
 
 
 def config_filename(study: str, number: int, suffix: str = "yaml") -> str:
-    """A safe file name like 'my-study_trial00042.yaml'."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", str(study)).strip("-") or "study"
-    return f"{safe}_trial{int(number):05d}.{suffix}"
+    """A safe file name like 'my-study_trial00042.yaml' (as `explorer export` names it)."""
+    return file_name(study, number, suffix)
 
 
 def configs_zip(rows: pd.DataFrame, storage_url: str, skipped: list[str] | None = None) -> bytes:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explorer import pareto
+from explorer.util import si
 
 SIZE_AXES = {
     "params": "parameters",
@@ -42,13 +43,8 @@ UNITS = {"params": "", "macs": " MACs", "size_mb": " MB", "size_mib": " MiB", "l
 
 
 def fmt_count(value: float) -> str:
-    """1234567 -> '1.23M', with k/M/G suffixes."""
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= div:
-            return f"{value / div:.3g}{suffix}"
-    return f"{value:.3g}"
+    """1234567 -> '1.23M', with k/M/G suffixes; 'n/a' for a missing value."""
+    return si(value, missing="n/a")
 
 
 @dataclass(frozen=True)

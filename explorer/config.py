@@ -9,40 +9,43 @@ study from storage alone. See docs/studies.md for the schema.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from explorer import yamlio
+from explorer.budgets import INT_COSTS, STUDY_BUDGETS
+from explorer.early_stop import SizeAwareRule
 from explorer.errors import UserError
-from explorer.spec import BYPASSES, MAX_FIRE, STEMS
+from explorer.spec import BYPASSES, MAX_FIRE, RANGES, STEMS
+from explorer.util import is_int as _is_int
+from explorer.util import is_number as _is_num
 
-OBJECTIVES = ("val_acc", "params", "macs", "size_mb")  # val_acc maximised, the rest minimised
-BUDGET_KEYS = ("params", "macs", "size_mb")
+OBJECTIVES = ("val_acc", *STUDY_BUDGETS)  # val_acc maximised, the costs minimised
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 
-INT_BUDGETS = ("params", "macs", "activations")  # counts: whole numbers; sizes may be fractional
 # Study-file ceilings on widths and freq. SqueezeSpec sets no upper bound on these, so a
 # typo such as `base_e: 99999999999` would pass it and crash later in torch. 4096
 # channels is 8x SqueezeNet's widest layer (512); a freq above MAX_FIRE (the most Fire
 # modules a spec may have) could never take effect.
 MAX_WIDTH = 4096
 MAX_FREQ = MAX_FIRE
+CEILINGS = {"base_e": MAX_WIDTH, "incr_e": MAX_WIDTH, "stem_width": MAX_WIDTH, "freq": MAX_FREQ}
 
-# Each searchable knob: kind and the allowed range (low, high, low_open, high_open): the
-# spec's own range, capped at MAX_WIDTH / MAX_FREQ where the spec has no upper bound.
+
+def _range(name: str) -> tuple[str, tuple]:
+    """A numeric knob: the spec's own range (explorer.spec.RANGES), capped by CEILINGS where open."""
+    r = RANGES[name]
+    return r.kind, (r.low, r.high if r.high is not None else CEILINGS[name], r.low_open, r.high_open)
+
+
+# Each searchable knob (in the order a study's space is stored and sampled): kind and the
+# allowed range (low, high, low_open, high_open), or the allowed values.
 KNOBS: dict[str, tuple[str, tuple | None]] = {
-    "base_e": ("int", (1, MAX_WIDTH, False, False)),
-    "incr_e": ("int", (0, MAX_WIDTH, False, False)),
-    "freq": ("int", (1, MAX_FREQ, False, False)),
-    "n_fire": ("int", (1, MAX_FIRE, False, False)),
-    "stem_width": ("int", (1, MAX_WIDTH, False, False)),
-    "pct_3x3": ("float", (0.0, 1.0, False, False)),
-    "sr": ("float", (0.0, 1.0, True, False)),
-    "dropout": ("float", (0.0, 1.0, False, True)),
+    **{name: _range(name) for name in ("base_e", "incr_e", "freq", "n_fire", "stem_width",
+                                       "pct_3x3", "sr", "dropout")},
     "stem": ("cat", tuple(STEMS)),
     "bypass": ("cat", BYPASSES),
     "batchnorm": ("bool", None),
@@ -137,11 +140,11 @@ class EarlyStopConfig:
     with finished trials whose `size_by` cost is within `size_factor` of the trial's.
     """
 
-    warmup_epochs: int = 1
-    min_trials: int = 4
-    quantile: float = 0.5
-    size_factor: float = 2.0
-    size_by: str = "params"
+    warmup_epochs: int = SizeAwareRule.warmup_epochs  # the rule's own defaults (explorer.early_stop)
+    min_trials: int = SizeAwareRule.min_trials
+    quantile: float = SizeAwareRule.quantile
+    size_factor: float = SizeAwareRule.size_factor
+    size_by: str = SizeAwareRule.size_by
 
 
 @dataclass(frozen=True)
@@ -206,41 +209,6 @@ class StudyConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-# --- YAML with line numbers -----------------------------------------------------------
-
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader whose mappings remember the line of each key."""
-
-
-class _Lines(dict):
-    """A dict that also knows the 1-based line of each of its keys."""
-
-    lines: dict[str, int]
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Lines:
-    loader.flatten_mapping(node)
-    out = _Lines()
-    out.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            raise UserError(f"line {key_node.start_mark.line + 1}: keys must be text, got {key!r}")
-        if key in out:
-            raise UserError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-# YAML 1.1 reads 5e-4 as text; accept the spelling people write for weight decay.
-_LineLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
 def load_config(path: str | Path, *, n_trials: int | None = None,
                 timeout_s: float | None = None) -> StudyConfig:
     """Read and validate a study file; every mistake is one line naming the key and line.
@@ -260,7 +228,7 @@ def load_config(path: str | Path, *, n_trials: int | None = None,
         raise UserError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
                         "save the file as UTF-8") from None
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yamlio.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -287,19 +255,6 @@ class _Ctx:
         line = getattr(mapping, "lines", {}).get(key) if isinstance(mapping, dict) else None
         where = f"{self.source}: line {line}: " if line else f"{self.source}: "
         raise UserError(f"{where}{path}: {message}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:  # an int too large for a float
-        return False
 
 
 def _check_keys(ctx: _Ctx, m: Any, allowed: tuple[str, ...], path: str, parent: Any, key: str) -> None:
@@ -382,8 +337,8 @@ def _section(ctx: _Ctx, data: dict, key: str, cls: type) -> tuple[dict, tuple[st
 
 
 # The trainer's and the data loader's settings: key -> (check, what it must be, null allowed).
-# Study files are checked against them here, and export files and CLI overrides in
-# explorer.export, so a setting means the same wherever it is written.
+# Study files and CLI overrides are checked against them here, export files in
+# explorer.exportfile, so a setting means the same wherever it is written.
 MAX_SEED = 2**32 - 1  # what torch, numpy and Optuna's samplers all accept
 Limit = tuple  # (check: Callable[[Any], bool], what: str, nullable: bool)
 TRAINER_LIMITS: dict[str, Limit] = {
@@ -409,6 +364,27 @@ def limit_check(limit: Limit) -> tuple[Any, str]:
     """(check, what) of a limit, null accepted and said where the setting allows it."""
     check, what, nullable = limit
     return (_opt(check), f"{what}, or null") if nullable else (check, what)
+
+
+# CLI flag -> (section, key) of the limits above (`explorer train` and `calibrate` overrides).
+CLI_SETTINGS = {"--epochs": ("trainer", "epochs"), "--batch-size": ("trainer", "batch_size"),
+                "--lr": ("trainer", "lr"), "--momentum": ("trainer", "momentum"),
+                "--weight-decay": ("trainer", "weight_decay"),
+                "--label-smoothing": ("trainer", "label_smoothing"),
+                "--time-budget": ("trainer", "time_budget_s"), "--seed": ("trainer", "seed"),
+                "--per-class": ("data", "per_class")}
+
+
+def check_overrides(**given: Any) -> None:
+    """One-line UserError for a bad command-line override (`lr=-1` is checked as --lr); None = not given."""
+    for name, value in given.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        section, key = CLI_SETTINGS[flag]
+        check, what, _ = (TRAINER_LIMITS if section == "trainer" else DATA_LIMITS)[key]
+        if not check(value):  # a flag cannot be null, so the limit's own words
+            raise UserError(f"{flag}={value}: give {what}")
 
 
 def _parse_limited(ctx: _Ctx, data: dict, section: str, cls, limits: dict[str, Limit]):
@@ -447,12 +423,12 @@ def _parse_objectives(ctx: _Ctx, data: dict) -> tuple[str, ...]:
 
 def _parse_budgets(ctx: _Ctx, data: dict) -> tuple[tuple[str, float], ...]:
     m = data.get("budgets") or {}
-    _check_keys(ctx, m, BUDGET_KEYS, "budgets", data, "budgets")
+    _check_keys(ctx, m, STUDY_BUDGETS, "budgets", data, "budgets")
     out = []
-    for k in BUDGET_KEYS:
+    for k in STUDY_BUDGETS:
         if k not in m:
             continue
-        if k in INT_BUDGETS:  # a count: 2e5 is fine, 0.5 or 199999.9 would be silently truncated
+        if k in INT_COSTS:  # a count: 2e5 is fine, 0.5 or 199999.9 would be silently truncated
             v = _get(ctx, m, k, "budgets", None, lambda v: _is_num(v) and v >= 1 and float(v).is_integer(),
                      "a whole number >= 1 (such as 200000 or 2e5)")
             out.append((k, int(v)))
@@ -486,13 +462,16 @@ def _parse_early_stop(ctx: _Ctx, data: dict) -> EarlyStopConfig | None:
     if m is True:
         m = {}
     _check_keys(ctx, m, tuple(EarlyStopConfig.__dataclass_fields__), "early_stop", data, "early_stop")
-    p = "early_stop"
+    p, d = "early_stop", EarlyStopConfig()
     return EarlyStopConfig(
-        warmup_epochs=_get(ctx, m, "warmup_epochs", p, 1, lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        min_trials=_get(ctx, m, "min_trials", p, 4, _pos_int, "an integer >= 1"),
-        quantile=float(_get(ctx, m, "quantile", p, 0.5, lambda v: _is_num(v) and 0 < v < 1, "in (0, 1)")),
-        size_factor=float(_get(ctx, m, "size_factor", p, 2.0, lambda v: _is_num(v) and v >= 1, "a number >= 1")),
-        size_by=_get(ctx, m, "size_by", p, "params", lambda v: v in BUDGET_KEYS, "one of " + ", ".join(BUDGET_KEYS)),
+        warmup_epochs=_get(ctx, m, "warmup_epochs", p, d.warmup_epochs, lambda v: _is_int(v) and v >= 0,
+                           "an integer >= 0"),
+        min_trials=_get(ctx, m, "min_trials", p, d.min_trials, _pos_int, "an integer >= 1"),
+        quantile=float(_get(ctx, m, "quantile", p, d.quantile, lambda v: _is_num(v) and 0 < v < 1, "in (0, 1)")),
+        size_factor=float(_get(ctx, m, "size_factor", p, d.size_factor, lambda v: _is_num(v) and v >= 1,
+                               "a number >= 1")),
+        size_by=_get(ctx, m, "size_by", p, d.size_by, lambda v: v in STUDY_BUDGETS,
+                     "one of " + ", ".join(STUDY_BUDGETS)),
     )
 
 

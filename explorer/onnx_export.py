@@ -21,7 +21,7 @@ def export_onnx(checkpoint: str | Path, path: str | Path) -> str:
         return "ONNX export skipped: onnx is not installed (pip install -e '.[onnx]')"
     import torch
 
-    from explorer.export import load_checkpoint
+    from explorer.retrain import load_checkpoint
 
     model, ckpt = load_checkpoint(checkpoint)
     size = ckpt["spec"]["input_size"]

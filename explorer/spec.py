@@ -47,6 +47,51 @@ POOL_KERNEL, POOL_STRIDE = 3, 2
 MAX_FIRE = 64
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric spec field: [low, high], either end open, high None = unbounded."""
+
+    kind: str  # "int" or "float"
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    null: str = ""  # what null means, where null is allowed
+
+    def contains(self, v: Any) -> bool:
+        """True when `v` has the right type and lies in the range (null: where allowed)."""
+        if v is None:
+            return bool(self.null)
+        if self.kind == "int" and not _is_int(v):
+            return False
+        if self.kind == "float" and not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         and math.isfinite(v)):
+            return False
+        above = v > self.low if self.low_open else v >= self.low
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+    def text(self) -> str:
+        """How the allowed values read in a message: 'an integer >= 1', '(0, 1]', ..."""
+        if self.kind == "int":
+            what = (f"an integer >= {self.low}" if self.high is None
+                    else f"an integer in [{self.low}, {self.high}]")
+        else:
+            what = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        return f"null ({self.null}) or {what}" if self.null else what
+
+
+# The one statement of each numeric field's range: specs are checked against it here, and
+# study files (explorer.config) derive their knob limits from it.
+RANGES: dict[str, Range] = {
+    "base_e": Range("int", 1), "incr_e": Range("int", 0), "freq": Range("int", 1),
+    "pct_3x3": Range("float", 0.0, 1.0), "sr": Range("float", 0.0, 1.0, low_open=True),
+    "n_fire": Range("int", 1, MAX_FIRE), "stem_width": Range("int", 1, null="the stem's default"),
+    "dropout": Range("float", 0.0, 1.0, high_open=True),
+    "num_classes": Range("int", 1), "input_size": Range("int", 1),
+}
+
+
 class FireWidths(NamedTuple):
     """The widths of one expanded Fire module and its shortcut."""
 
@@ -152,8 +197,8 @@ class SqueezeSpec:
         return cls.from_dict(data)
 
 
-_INT_FIELDS = ("base_e", "incr_e", "freq", "n_fire", "num_classes", "input_size")
-_FLOAT_FIELDS = ("pct_3x3", "sr", "dropout")
+_INT_FIELDS = tuple(n for n, r in RANGES.items() if r.kind == "int" and not r.null)
+_FLOAT_FIELDS = tuple(n for n, r in RANGES.items() if r.kind == "float")
 
 
 def _normalise(spec: SqueezeSpec) -> None:
@@ -190,21 +235,12 @@ def _validate_fields(spec: SqueezeSpec) -> None:
     for name in _FLOAT_FIELDS:
         value = getattr(spec, name)
         _check(isinstance(value, float) and math.isfinite(value), name, value, "a number")
-    _check(spec.base_e >= 1, "base_e", spec.base_e, "an integer >= 1")
-    _check(spec.incr_e >= 0, "incr_e", spec.incr_e, "an integer >= 0")
-    _check(spec.freq >= 1, "freq", spec.freq, "an integer >= 1")
-    _check(0.0 <= spec.pct_3x3 <= 1.0, "pct_3x3", spec.pct_3x3, "[0, 1]")
-    _check(0.0 < spec.sr <= 1.0, "sr", spec.sr, "(0, 1]")
-    _check(1 <= spec.n_fire <= MAX_FIRE, "n_fire", spec.n_fire, f"an integer in [1, {MAX_FIRE}]")
+    for name, allowed in RANGES.items():
+        value = getattr(spec, name)
+        _check(allowed.contains(value), name, value, allowed.text())
     _check(spec.stem in STEMS, "stem", spec.stem, "one of " + ", ".join(STEMS))
-    if spec.stem_width is not None:
-        _check(_is_int(spec.stem_width) and spec.stem_width >= 1, "stem_width", spec.stem_width,
-               "null (the stem's default) or an integer >= 1")
     _check(spec.bypass in BYPASSES, "bypass", spec.bypass, "one of " + ", ".join(BYPASSES))
     _check(isinstance(spec.batchnorm, bool), "batchnorm", spec.batchnorm, "true or false")
-    _check(0.0 <= spec.dropout < 1.0, "dropout", spec.dropout, "[0, 1)")
-    _check(spec.num_classes >= 1, "num_classes", spec.num_classes, "an integer >= 1")
-    _check(spec.input_size >= 1, "input_size", spec.input_size, "an integer >= 1")
     for p in spec.pools:
         _check(0 <= p <= spec.n_fire, "pools", list(spec.pools), f"integers in [0, n_fire={spec.n_fire}]")
 

@@ -42,7 +42,7 @@ def exported(tmp_path, archive) -> Path:
 
 def test_train_writes_a_checkpoint_that_reloads_with_weights_only(exported, archive, tmp_path, capsys):
     from explorer.data import load_data
-    from explorer.export import load_checkpoint
+    from explorer.retrain import load_checkpoint
     from explorer.model import seeded_model
     from explorer.model import build_model
 
@@ -102,7 +102,7 @@ def test_calibrate_stores_mean_and_std_in_file_and_study(exported, archive, tmp_
 def test_onnx_export_matches_pytorch_or_skips_in_one_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from explorer.export import save_checkpoint
+    from explorer.retrain import save_checkpoint
     from explorer.model import seeded_model
     from explorer.onnx_export import export_onnx
 
@@ -151,14 +151,14 @@ def test_calibrate_with_a_changed_recipe_writes_the_file_only(exported, archive,
 
 def test_calibrate_stores_in_the_study_before_rewriting_the_file(exported, archive, tmp_path, capsys,
                                                                 monkeypatch):
-    from explorer import export as ex
+    from explorer import exportfile
 
     before = exported.read_text()
 
     def disk_full(path, text):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ex, "write_atomic", disk_full)
+    monkeypatch.setattr(exportfile, "write_atomic", disk_full)
     assert main(["calibrate", str(exported), "--seeds", "2", "--data", str(archive), "--device", "cpu"]) == 2
     captured = capsys.readouterr()
     assert "No space left on device" in captured.err and captured.err.count("explorer: error:") == 1
@@ -198,7 +198,7 @@ def test_unquoted_timestamp_still_gives_a_weights_only_checkpoint(exported, arch
 
 def test_train_keeps_the_model_when_the_folder_fails_after_training(exported, archive, tmp_path, capsys,
                                                                    monkeypatch):
-    from explorer import export as ex
+    from explorer import retrain as ex
 
     real = ex.save_checkpoint
     out = tmp_path / "run"

@@ -11,9 +11,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from explorer import storage as st
+from explorer import store as st
 from explorer.cli import main
 from explorer.errors import UserError
+from explorer.store import attrs
+from explorer.util import defer_interrupts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,9 +33,10 @@ def test_mask_url_hides_passwords_only(url, masked):
 
 
 def test_url_kinds():
-    assert st.kind_of("runs/x.journal") == "journal" and st.kind_of("journal:/a/b") == "journal"
+    assert st.storage_kind("runs/x.journal") == "journal" and st.storage_kind("journal:/a/b") == "journal"
     assert st.journal_path("journal:/a/b.journal") == Path("/a/b.journal")
-    assert st.kind_of("sqlite:///x.db") == "rdb" and st.kind_of("postgresql://u@h/d") == "rdb"
+    assert st.storage_kind("sqlite:///x.db") == "sqlite" and st.storage_kind("postgresql://u@h/d") == "postgresql"
+    assert st.storage_kind("postgres://u@h/d") == "postgresql" and st.storage_kind("mysql://u@h/d") == "rdb"
 
 
 def test_missing_storage_is_an_error_and_creates_nothing(tmp_path):
@@ -108,7 +111,7 @@ def test_an_intact_read_only_journal_can_be_read(tmp_path, monkeypatch):
 def test_ctrl_c_waits_until_the_write_is_done():
     events = []
     with pytest.raises(KeyboardInterrupt):
-        with st.defer_interrupts():
+        with defer_interrupts():
             os.kill(os.getpid(), signal.SIGINT)
             events.append("after the signal, still writing")
     assert events == ["after the signal, still writing"]
@@ -137,10 +140,10 @@ def test_two_local_processes_share_one_journal_study(tmp_path):
     errors = [p.communicate(timeout=240)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     assert not any("locked" in e for e in errors)
-    df = st.load_trials(url, "t")
+    df = st.read_trials(st.open_storage(url), "t")
     assert (df["state"] == "COMPLETE").sum() >= 6 and not (df["state"] == "RUNNING").any()
     assert df["number"].is_unique
-    pids = {t.system_attrs[st.WORKER_PID] for t in optuna.load_study(
+    pids = {t.system_attrs[attrs.WORKER_PID] for t in optuna.load_study(
         study_name="t", storage=st.open_storage(url)).trials}
     assert len(pids) == 2  # both processes ran trials
 
@@ -151,16 +154,40 @@ def test_load_trials_and_list_studies(tmp_path):
 
     url = str(tmp_path / "s.journal")
     run(config(n_trials=2, budgets={"params": 5000}), url, FakeTrainer())
-    df = st.load_trials(url, "t")
-    for col in ("number", "state", "base_e", "sr", "pools", "params", "macs", "size_mb", "val_acc",
-                "spec_id", "duplicate_of", "infeasible", "curve", "spec"):
+    df = st.read_trials(st.open_storage(url), "t")
+    for col in ("number", "state", "knob_base_e", "knob_sr", "knob_pools", "params", "macs", "size_mb",
+                "val_acc", "spec_id", "duplicate_of", "infeasible", "curve", "spec"):
         assert col in df.columns
-    assert df["pools"].iloc[0] == "1,3" and str(df["params"].dtype) == "Int64"
+    assert df["knob_pools"].iloc[0] == "1,3"
+    stored = [t.user_attrs["params"] for t in optuna.load_study(study_name="t", storage=st.open_storage(url)).trials]
+    assert df["params"].tolist() == stored
     assert set(df.loc[df["infeasible"], "state"]) <= {"COMPLETE"}
-    (row,) = st.list_studies(url)
+    (row,) = st.list_studies(st.open_storage(url))
     assert row["name"] == "t" and row["objectives"] == ["val_acc", "params"] and row["n_trials"] == len(df)
     with pytest.raises(UserError, match="no study named 'x'.*found: t"):
-        st.load_trials(url, "x")
+        st.read_trials(st.open_storage(url), "x")
+
+
+def test_the_trials_table_as_files_keeps_counts_whole_and_missing_text_null(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_study import FakeTrainer, config, run
+
+    url = str(tmp_path / "s.journal")
+    run(config(n_trials=2, budgets={"params": 5000}), url, FakeTrainer())
+    params = [t.user_attrs["params"] for t in optuna.load_study(study_name="t", storage=st.open_storage(url)).trials]
+    import csv
+    import io
+    import json
+
+    assert main(["trials", "t", "--storage", url]) == 0
+    reader = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert reader.fieldnames[:2] == ["number", "state"]
+    assert "study" not in reader.fieldnames and "trainer" not in reader.fieldnames
+    assert [row["params"] for row in reader] == [str(p) for p in params]  # 1234, not 1234.0
+    assert main(["trials", "t", "--storage", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["params"] for r in rows] == params and all(isinstance(r["params"], int) for r in rows)
+    assert all(r["fail_reason"] is None for r in rows)  # missing text is null, not ""
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -172,9 +199,8 @@ def test_load_trials_and_list_studies(tmp_path):
 ])
 def test_mask_url_hides_every_password_form(url, shown):
     from dashboards.loading import mask_url as dashboard_mask
-    from explorer.pg import mask as pg_mask
 
-    assert st.mask_url(url) == pg_mask(url) == dashboard_mask(url) == shown
+    assert st.mask_url(url) == dashboard_mask(url) == shown
 
 
 def test_query_string_password_never_printed(capsys):

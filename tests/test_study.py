@@ -16,14 +16,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from explorer import storage as st
+from explorer import store as st
 from explorer.cli import main
 from explorer.config import StudyConfig, load_config
 from explorer.cost import estimate_cost
 from explorer.errors import UserError
 from explorer.space import Space
 from explorer.spec import SqueezeSpec, spec_id
-from explorer.study import CostMismatch, run_study
+from explorer.objective import CostMismatch
+from explorer.study import run_study
 from explorer.train import TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,10 +258,10 @@ def test_single_objective_studies_use_optunas_pruner(tmp_path):
 
 
 def test_a_cost_disagreement_fails_the_trial_loudly(tmp_path, monkeypatch):
-    import explorer.study as study_mod
+    import explorer.objective as objective_mod
 
-    real = study_mod.estimate_cost
-    monkeypatch.setattr(study_mod, "estimate_cost",
+    real = objective_mod.estimate_cost
+    monkeypatch.setattr(objective_mod, "estimate_cost",
                         lambda spec: real(spec).__class__(**{**real(spec).__dict__, "params": real(spec).params + 1}))
     url = str(tmp_path / "s.journal")
     with pytest.raises(CostMismatch, match="fvcore counts"):
@@ -324,7 +325,9 @@ def test_two_runs_creating_one_study_at_once_both_work(tmp_path, monkeypatch):
     # the loser of the create race resumes the study instead of a DuplicatedStudyError traceback
     url = str(tmp_path / "s.journal")
     run(config(n_trials=1), url, FakeTrainer())
-    monkeypatch.setattr(st, "study_names", lambda storage: [])  # "not there yet" when we looked
+    import explorer.study as study_mod
+
+    monkeypatch.setattr(study_mod.store, "study_names", lambda storage: [])  # "not there yet" when we looked
     summary = run(config(n_trials=2), url, FakeTrainer())
     assert summary.ran == 1 and sum(t.state == TrialState.COMPLETE for t in trials(url)) == 2
 

@@ -89,10 +89,11 @@ def new_study(warm_cache):
 
 
 def _open(url: str):
-    from explorer import storage as st
-    from explorer.pg import driver_url, is_postgres
+    from explorer import store
+    from explorer.store.pg import driver_url
 
-    return st.open_storage(driver_url(url) if is_postgres(url) else url, heartbeat_interval=None)
+    return store.open_storage(driver_url(url) if store.storage_kind(url) == "postgresql" else url,
+                              heartbeat_interval=None)
 
 
 def _trials(url: str, name: str):
@@ -210,17 +211,17 @@ def _state(url: str, name: str, number: int):
 
 
 def test_local_workers_on_journal_while_dashboard_reads(new_study, tmp_path):
-    from explorer.storage import load_trials
+    from explorer.store import open_storage, read_trials
 
     n = 6
     url = str(tmp_path / "runs" / "study.journal")
     name = new_study(url, n)
-    readers = [lambda: len(load_trials(url, name))]
+    readers = [lambda: len(read_trials(open_storage(url), name))]
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # dashboards/ is not an installed package
     try:
         from dashboards import loading
-    except ImportError:  # the dashboard is optional here; explorer.storage is always read
+    except ImportError:  # the dashboard is optional here; explorer.store is always read
         loading = None
     if loading is not None:
         readers.append(lambda: len(loading.load_trials(loading.open_storage(url), name)))

@@ -41,41 +41,45 @@ def run(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from explorer import export as ex
+    from explorer import calibration as cal
+    from explorer import exportfile as ef
+    from explorer import retrain as rt
+    from explorer import util
+    from explorer.config import MAX_SEED, check_overrides
     from explorer.errors import UserError
-    from explorer.study import check_device
+    from explorer.runtime import check_device
 
     if args.seeds < 2:
         raise UserError(f"--seeds={args.seeds}: give at least 2 runs (a std needs two)")
-    ex.check_cli_settings(per_class=args.per_class, epochs=args.epochs, seed=args.seed)
-    if args.seed is not None and args.seed + args.seeds - 1 > ex.MAX_SEED:
+    check_overrides(per_class=args.per_class, epochs=args.epochs, seed=args.seed)
+    if args.seed is not None and args.seed + args.seeds - 1 > MAX_SEED:
         raise UserError(f"--seed={args.seed} --seeds={args.seeds}: the last seed would exceed "
-                        f"{ex.MAX_SEED}; give a smaller --seed")
+                        f"{MAX_SEED}; give a smaller --seed")
     device = check_device(args.device)
-    exp = ex.read_export(args.file)
+    exp = ef.read_export(args.file)
     if not exp.provenance:
         raise UserError(f"{args.file} has no provenance: calibrate needs a file from `explorer export`")
     if exp.edited:
         raise UserError(f"{args.file}: {exp.edited}; the noise would not belong to the trial, "
                         "so export the trial again")
     try:
-        ex.probe_writable(Path(args.file).resolve().parent)
+        util.probe_writable(Path(args.file).resolve().parent)
     except OSError as exc:
         raise UserError(f"cannot write {args.file} ({exc.strerror or exc}): calibrate rewrites it with the "
                         "result; make its folder writable or copy the file somewhere writable") from None
-    settings = ex.trainer_settings(exp, epochs=args.epochs)
+    settings = rt.trainer_settings(exp, epochs=args.epochs)
     first = args.seed if args.seed is not None else int(settings["seed"])
     seeds = list(range(first, first + args.seeds))
-    source = ex.resolve_data_source(args.data, exp)
-    recipe = {**ex.data_settings(exp, per_class=args.per_class if args.per_class is not None else "study"),
+    source = rt.data_source(args.data, exp)
+    recipe = {**rt.data_settings(exp, per_class=args.per_class if args.per_class is not None else "study"),
               "source": source}
-    not_stored, diffs = ex.plan_calibration(exp, args.storage, settings, recipe)
-    data = ex.load_export_data(exp, source, per_class=recipe["per_class"])
+    not_stored, diffs = cal.plan_calibration(exp, args.storage, settings, recipe)
+    data = rt.load_export_data(exp, source, per_class=recipe["per_class"])
     print(f"calibrating {exp.label}: {len(seeds)} runs of {settings['epochs']} epochs on "
           f"{len(data.train.y):,} images, seeds {seeds[0]}..{seeds[-1]}, {device}", file=sys.stderr)
     if not_stored:
         print(f"explorer: note: {not_stored}", file=sys.stderr)
-    noise = ex.calibrate(exp, data, seeds=seeds, device=device, settings=settings, data_recipe=recipe,
+    noise = cal.calibrate(exp, data, seeds=seeds, device=device, settings=settings, data_recipe=recipe,
                          log=lambda line: print(line, file=sys.stderr))
     noise["recipe"] = "the study's short-trial recipe" if not diffs else "changed: " + ", ".join(diffs)
     cut = [s for s, end in zip(noise["seeds"], noise["ends"]) if end == "time_budget"]
@@ -83,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"explorer: warning: seed(s) {', '.join(map(str, cut))} stopped at the time budget "
               f"({settings['time_budget_s']:g} s) before the last epoch: those accuracies come from fewer "
               "epochs, so the spread mixes seed noise with machine speed", file=sys.stderr)
-    note = ex.store_calibration(exp, noise, args.storage) if not not_stored else not_stored
+    note = cal.store_calibration(exp, noise, args.storage) if not not_stored else not_stored
     result = (f"{exp.label}: val_acc {100 * noise['mean']:.2f}% ± {100 * noise['std']:.2f}% (mean ± std "
               f"over {noise['k']} seeds: {', '.join(f'{100 * a:.2f}' for a in noise['accs'])})")
     try:
-        ex.update_export(exp, "noise", noise)
+        ef.update_export(exp, "noise", noise)
     except OSError as exc:
         print(f"{result}; {note}")
         raise UserError(f"cannot rewrite {args.file} ({exc.strerror or exc}); the result is printed above"

@@ -70,9 +70,7 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Start Streamlit in a subprocess and wait for it (Ctrl-C stops it)."""
     _check(args)
-    if str(APP.parents[1]) not in sys.path:  # dashboards/ sits next to explorer/ in the checkout
-        sys.path.insert(0, str(APP.parents[1]))
-    from dashboards.loading import mask_url
+    from explorer.store import mask_url
 
     env = dict(os.environ)
     storage = args.storage or _default_storage()

@@ -34,21 +34,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Select, write the files, print the summary."""
-    from explorer import export as ex
+    from explorer.budgets import parse_budget
     from explorer.errors import UserError
+    from explorer.exportfile import export_trials
+    from explorer.selection import assess, load_study, select_trials
+    from explorer.store import resolve_target
 
     if args.noise_std is not None and not (math.isfinite(args.noise_std) and args.noise_std >= 0):
         raise UserError(f"--noise-std={args.noise_std}: give a number >= 0")
     if not (math.isfinite(args.noise_k) and args.noise_k > 0):
         raise UserError(f"--noise-k={args.noise_k}: give a number > 0")
-    budget = ex.parse_budget(args.budget) if args.budget is not None else None  # "" is an error
-    name, url = ex.resolve_study(args.study, args.storage)
-    rec = ex.read_study(name, url)
-    trials = ex.select_trials(rec, numbers=args.trial, pareto=args.pareto, budget=budget)
-    chosen = ex.assess(rec, trials, noise_std=args.noise_std, k=args.noise_k)
+    budget = parse_budget(args.budget) if args.budget is not None else None  # "" is an error
+    name, url, _ = resolve_target(args.study, args.storage)
+    rec = load_study(name, url)
+    trials = select_trials(rec, numbers=args.trial, pareto=args.pareto, budget=budget)
+    chosen = assess(rec, trials, noise_std=args.noise_std, k=args.noise_k)
     how = "trial" if args.trial else ("budget" if budget else "pareto")
     selection = {"how": how, **({"budget": args.budget} if budget else {})}
-    rows = ex.export_trials(rec, chosen, Path(args.out), args.format, selection)
+    rows = export_trials(rec, chosen, Path(args.out), args.format, selection)
     print(table(rows, rec.size_key))
     print(footer(chosen, args.noise_k, Path(args.out)))
     return 0

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate, run, print where the results are; 130 after Ctrl-C."""
     from explorer.config import load_config
     from explorer.errors import UserError
-    from explorer.storage import mask_url
+    from explorer.store import mask_url
     from explorer.study import run_study
 
     if args.n_trials is not None and args.n_trials < 1:

@@ -15,29 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_target(study: str, storage: str | None) -> tuple[str, str, list[str]]:
-    """(study name, storage URL, objectives) from a study file path or a name."""
-    from pathlib import Path
-
-    from explorer.config import load_config
-    from explorer.storage import default_storage_url
-
-    if study.endswith((".yaml", ".yml")) or Path(study).is_file():
-        config = load_config(study)
-        return config.name, storage or config.storage or default_storage_url(config.name), list(config.objectives)
-    return study, storage or default_storage_url(study), []
-
-
 def run(args: argparse.Namespace) -> int:
     """Print the status report."""
-    from explorer.storage import load_trials, mask_url, open_storage, load_study_record, OBJECTIVES
+    from explorer.store import attrs, mask_url, open_storage, read_study, resolve_target, trial_table
 
     name, url, objectives = resolve_target(args.study, args.storage)
-    storage = open_storage(url)
-    record = load_study_record(storage, name)
-    objectives = record.user_attrs.get(OBJECTIVES) or objectives or ["val_acc", "params"]
-    df = load_trials(url, name, storage=storage)
-    print(report(df, name, mask_url(url), objectives))
+    rec = read_study(open_storage(url), name, url=url,
+                     default_objectives=objectives or attrs.DEFAULT_OBJECTIVES)
+    print(report(trial_table(rec), name, mask_url(url), rec.objectives))
     return 0
 
 
@@ -65,6 +50,8 @@ def front_table(df, objectives: list[str]) -> str:
     """The current Pareto front (feasible, trained COMPLETE trials) as a table with units."""
     import numpy as np
 
+    from explorer.util import si
+
     done = df[(df["state"] == "COMPLETE") & (~df["infeasible"]) & df["duplicate_of"].isna()] if len(df) else df
     if not len(done):
         return "Pareto front: no completed trials yet"
@@ -74,19 +61,19 @@ def front_table(df, objectives: list[str]) -> str:
     mask = front_mask(done["val_acc"].to_numpy(float, na_value=np.nan),
                       done[costs].to_numpy(float, na_value=np.nan))
     front = done[mask].sort_values(costs[0])
-    header = ["trial", "val_acc %", "params", "MACs", "size MB", "stem", "base_e", "incr_e",
-              "pct_3x3", "sr", "n_fire", "pools", "bypass"]
-    rows = [[f"#{r.number}", f"{100 * r.val_acc:.1f}", f"{int(r.params):,}", _si(r.macs),
-             f"{r.size_mb:.3f}", str(r.stem), str(r.base_e), str(r.incr_e), f"{r.pct_3x3:g}",
-             f"{r.sr:g}", str(r.n_fire), str(r.pools), str(r.bypass)] for r in front.itertuples()]
+    knobs = ("stem", "base_e", "incr_e", "pct_3x3", "sr", "n_fire", "pools", "bypass")
+    header = ["trial", "val_acc %", "params", "MACs", "size MB", *knobs]
+    rows = [[f"#{r['number']}", f"{100 * r['val_acc']:.1f}", f"{int(r['params']):,}",
+             si(r["macs"], ".2f", small="g"), f"{r['size_mb']:.3f}",
+             *(_knob(r.get(f"knob_{k}")) for k in knobs)] for _, r in front.iterrows()]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)
     title = f"Pareto front (max val_acc, min {', '.join(costs)}): {len(front)} of {len(done)} trained trials"
     return "\n".join([title, fmt.format(*header)] + [fmt.format(*row) for row in rows])
 
 
-def _si(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.2f}{unit}"
-    return f"{v:g}"
+def _knob(v) -> str:
+    """A knob value as the study file spells it (16, not the table's 16.0)."""
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else f"{v:g}"
+    return str(v)

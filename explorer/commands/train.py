@@ -40,30 +40,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on test, write checkpoint, model card and metrics."""
-    from explorer import export as ex
+    from explorer import retrain as rt
+    from explorer.config import check_overrides
     from explorer.errors import UserError
-    from explorer.study import check_device, git_revision, package_versions
+    from explorer.exportfile import prepare_out, read_export
+    from explorer.runtime import check_device, git_revision, package_versions
 
-    ex.check_cli_settings(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
+    check_overrides(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                           time_budget=args.time_budget)
     device = check_device(args.device)
-    exp = ex.read_export(args.file)
+    exp = read_export(args.file)
     if exp.edited:
         print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
-    settings = ex.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+    settings = rt.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                                    lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                    label_smoothing=args.label_smoothing)
     settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
-    source = ex.resolve_data_source(args.data, exp)
-    out = ex.prepare_out(Path(args.out))  # before the training: a bad folder costs nothing
-    data = ex.load_export_data(exp, source, per_class=args.per_class)
+    out = prepare_out(Path(args.out))  # before the training: a bad folder costs nothing
+    source = rt.data_source(args.data, exp)
+    data = rt.load_export_data(exp, source, per_class=args.per_class)
     print(f"training {exp.label} for {args.epochs} epochs on {len(data.train.y):,} images "
           f"({data.source}, {exp.spec.input_size} px) on {device}", file=sys.stderr)
     progress, on_epoch = _progress(args.epochs)
     try:
-        model, _, metrics = ex.retrain(exp, data, settings=settings, device=device, progress=progress,
+        model, _, metrics = rt.retrain(exp, data, settings=settings, device=device, progress=progress,
                                        on_epoch_end=on_epoch)
     finally:
         progress.close()
@@ -72,13 +74,13 @@ def run(args: argparse.Namespace) -> int:
     preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
                   "input_size": exp.spec.input_size}
     extra = {"trainer": settings, "preprocess": preprocess, "provenance": exp.provenance, "run": run_info}
-    card = ex.model_card(exp, metrics, settings, run_info)
+    card = rt.model_card(exp, metrics, settings, run_info)
     try:
-        _write_outputs(ex, out, exp, model, metrics, extra, card)
+        _write_outputs(out, exp, model, metrics, extra, card)
     except OSError as exc:  # the folder vanished or the disk filled during training: keep the model
         rescue = Path(tempfile.mkdtemp(prefix="explorer-train-"))
         try:
-            _write_outputs(ex, rescue, exp, model, metrics, extra, card)
+            _write_outputs(rescue, exp, model, metrics, extra, card)
         except OSError as again:
             raise UserError(f"cannot write into {out} ({exc.strerror or exc}) nor into {rescue} "
                             f"({again.strerror or again}); the trained model could not be saved") from None
@@ -94,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_outputs(ex, out: Path, exp, model, metrics: dict, extra: dict, card: str) -> None:
+def _write_outputs(out: Path, exp, model, metrics: dict, extra: dict, card: str) -> None:
     """model.pt, model_card.md and train.json into `out` (each written atomically)."""
-    ex.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
-    ex.write_atomic(out / "model_card.md", card)
-    ex.write_atomic(out / "train.json", json.dumps(ex._plain({"metrics": metrics, **extra}), indent=2) + "\n")
+    from explorer import retrain, util
+
+    retrain.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
+    util.write_atomic(out / "model_card.md", card)
+    util.write_atomic(out / "train.json", json.dumps(util.plain({"metrics": metrics, **extra}), indent=2) + "\n")
 
 
 def _progress(epochs: int):

@@ -11,8 +11,9 @@ from explorer.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `trials` subcommand."""
     p = sub.add_parser("trials", help="the trial table of a study as CSV or JSON",
-                       description="One row per trial: number, state, knobs, costs (params, MACs, "
-                                   "size), metrics, spec_id, duplicate_of, infeasible, curve, spec.")
+                       description="One row per trial: number, state, times, knobs (knob_*), costs "
+                                   "(params, MACs, size), metrics, spec_id, duplicate_of, infeasible, "
+                                   "curve, spec.")
     p.add_argument("study", help="a study file or a study name")
     p.add_argument("--storage", help="storage URL or path")
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
@@ -22,11 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the table."""
-    from explorer.commands.status import resolve_target
-    from explorer.storage import load_trials, to_csv_text, to_json_text
+    from explorer.store import open_storage, read_trials, resolve_target
+    from explorer.store.table import to_csv_text, to_json_text
 
     name, url, _ = resolve_target(args.study, args.storage)
-    df = load_trials(url, name)
+    df = read_trials(open_storage(url), name)
     text = to_csv_text(df) if args.format == "csv" else to_json_text(df) + "\n"
     if args.output:
         try:

@@ -7,7 +7,7 @@ once with a short connect_timeout, so an unreachable server, a wrong password, a
 database or driver is one line naming the fix (password masked) within seconds, before
 any work starts, instead of a traceback after a two-minute TCP timeout.
 
-`study_lock()` serialises "count the trials, then ask for one" between workers on any
+`advisory_lock()` serialises "count the trials, then ask for one" between workers on any
 number of machines: a transaction-level advisory lock, released on commit, or by the
 server when the holder's connection dies.
 """
@@ -19,6 +19,7 @@ import re
 from typing import Any, Iterator
 
 from explorer.errors import UserError
+from explorer.store.urls import mask_url as mask
 
 SCHEMES = ("postgresql", "postgres")
 DRIVER = "postgresql+psycopg"
@@ -26,18 +27,6 @@ CONNECT_TIMEOUT_S = 5
 FORM = "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
 LOCK_CLASS = 0x45585052  # 'EXPR': our namespace for pg_advisory_xact_lock(class, study_id)
 
-
-def is_postgres(url: str) -> bool:
-    """True for postgresql://, postgres:// and postgresql+DRIVER:// URLs."""
-    head = url.split("://", 1)[0].lower() if "://" in url else ""
-    return head.split("+", 1)[0] in SCHEMES
-
-
-def mask(url: str) -> str:
-    """The URL with every password replaced by *** (explorer.storage.mask_url)."""
-    from explorer.storage import mask_url
-
-    return mask_url(url)
 
 def parse(url: str):
     """The SQLAlchemy URL, its driver set to psycopg; UserError (masked) when malformed."""
@@ -141,7 +130,7 @@ def _raw_password(url: str) -> str | None:
 
 
 @contextlib.contextmanager
-def study_lock(storage, study_id: int) -> Iterator[None]:
+def advisory_lock(storage, study_id: int) -> Iterator[None]:
     """Hold a cluster-wide lock for one study until the block ends (RDBStorage on PostgreSQL)."""
     import sqlalchemy
 

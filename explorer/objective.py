@@ -1,0 +1,241 @@
+"""The objective: one trial end to end, sample -> validate -> cost -> build -> train -> record.
+
+Per trial: the space suggests knob values (explorer.space is the only code calling
+`trial.suggest_*`); the spec validates them (an invalid combination fails the trial with
+its reason); the analytic cost decides the budget (over budget: recorded as infeasible,
+with Optuna constraints set so samplers learn, never trained); an identical network
+(same spec_id) already trained is reused (`duplicate_of`); otherwise the model is built,
+its cost cross-checked with fvcore (a disagreement is a bug: the trial fails loudly and
+the run stops), trained with early stopping, and every figure needed to rebuild the
+result is stored. Ctrl-C fails the trial (reason `interrupted`) and enqueues it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from explorer import store
+from explorer.budgets import over_budget
+from explorer.config import StudyConfig
+from explorer.cost import Cost, estimate_cost
+from explorer.early_stop import Peer, SizeAwareRule
+from explorer.errors import SpecError
+from explorer.runtime import git_revision, package_versions
+from explorer.space import Space
+from explorer.spec import spec_id as spec_id_of
+from explorer.store import attrs as A
+from explorer.util import defer_interrupts, si
+
+
+class CostMismatch(RuntimeError):
+    """The analytic cost and fvcore disagree: a bug in cost.py or model.py, never user error."""
+
+
+class InvalidSpec(Exception):
+    """The sampled knobs make no valid network; the trial fails with the reason."""
+
+
+@dataclass
+class Outcome:
+    """What the summary line shows for one finished trial."""
+
+    number: int
+    state: str
+    knobs: dict[str, Any]
+    params: int | None = None
+    macs: int | None = None
+    val_acc: float | None = None
+    seconds: float = 0.0
+    note: str = ""
+
+
+class TrialRunner:
+    """The objective: one call runs one trial end to end."""
+
+    def __init__(self, study, config: StudyConfig, *, data: Any, device: str,
+                 trainer: Callable | None, num_classes: int) -> None:
+        self.study, self.config, self.data, self.device = study, config, data, device
+        self.trainer = trainer or _real_trainer()
+        self.space = Space.from_config(config, num_classes)
+        self.storage = store.study_storage(study)
+        self.heartbeats = store.uses_own_heartbeat(self.storage)
+        self.beat = store.Heartbeat(self.storage) if self.heartbeats else None
+        self.rule = _size_rule(config)
+        self.versions, self.git_rev = package_versions(), git_revision()
+        self.worker = store.Worker.this()
+        self._seen: set[int] = set()
+        self.done_by_spec: dict[str, Any] = {}  # spec_id -> first COMPLETE trained trial
+        self.peers: list[Peer] = []
+
+    def refresh(self) -> None:
+        """Index finished trials not seen before: duplicates by spec_id, peers for early stop."""
+        from optuna.trial import TrialState
+
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if t.number in self._seen:
+                continue
+            self._seen.add(t.number)
+            a = t.user_attrs
+            if a.get(A.INFEASIBLE) or a.get(A.DUPLICATE_OF) is not None or A.CURVE not in a:
+                continue
+            if t.state == TrialState.COMPLETE:
+                self.done_by_spec.setdefault(a[A.SPEC_ID], t)
+            if self.rule is not None:
+                self.peers.append(Peer(float(a[self.rule.size_by]), tuple(a[A.CURVE])))
+
+    def __call__(self, trial) -> list[float]:
+        tid = store.trial_id(trial)
+        store.set_trial_attrs(self.storage, tid, self.worker.claim_attrs(self.heartbeats), system=True)
+        if self.beat:
+            self.beat.trial_id = tid
+        values = None
+        try:
+            values = self.space.suggest(trial)
+            return self._evaluate(trial, values)
+        except KeyboardInterrupt:
+            with defer_interrupts():
+                self._set(trial, {A.FAIL_REASON: "interrupted"})
+                if values is not None:
+                    store.retry_trial(self.study, self.storage.get_trial(tid), "interrupted")
+            raise
+        except InvalidSpec as exc:
+            self._set(trial, {A.FAIL_REASON: f"invalid spec: {exc}"})
+            raise
+        except CostMismatch as exc:
+            self._set(trial, {A.FAIL_REASON: f"cost mismatch: {exc}"})
+            raise
+        finally:
+            if self.beat:
+                self.beat.trial_id = None
+
+    def _set(self, trial, attrs: dict[str, Any]) -> None:
+        store.set_trial_attrs(self.storage, store.trial_id(trial), attrs)
+
+    def _evaluate(self, trial, values: dict[str, Any]) -> list[float]:
+        import optuna
+
+        try:
+            spec = self.space.spec(values)
+        except SpecError as exc:
+            raise InvalidSpec(str(exc)) from None
+        cost, sid = estimate_cost(spec), spec_id_of(spec)
+        record = {A.SPEC: spec.to_dict(), A.SPEC_ID: sid, A.PARAMS: cost.params,
+                  A.MACS: cost.macs, A.ACTIVATIONS: cost.activations, A.SIZE_MB: cost.size_mb,
+                  A.SIZE_MIB: cost.size_mib, A.SEED: self.config.trainer.seed,
+                  A.DEVICE: self.device, A.VERSIONS: self.versions, A.GIT_REV: self.git_rev}
+        for k, v in self.config.budget.items():
+            trial.set_constraint(k, getattr(cost, k) / v - 1.0)
+        reason = over_budget(cost, self.config.budget)
+        if reason:
+            self._set(trial, {**record, A.INFEASIBLE: True, A.OVER_BUDGET: reason})
+            return self._values(0.0, cost)
+        self.refresh()
+        dup = self.done_by_spec.get(sid)
+        if dup is not None:
+            copied = {k: dup.user_attrs[k] for k in A.RESULT_ATTRS if k in dup.user_attrs}
+            self._set(trial, {**record, **copied, A.INFEASIBLE: False, A.DUPLICATE_OF: dup.number})
+            return list(dup.values)
+        self._set(trial, {**record, A.INFEASIBLE: False})
+        res, pruned = self._train(trial, spec, cost)
+        self._set(trial, {**_result_attrs(res, pruned), **({A.PRUNED_REASON: pruned} if pruned else {})})
+        if pruned:
+            raise optuna.TrialPruned(pruned)
+        return self._values(float(res.final_acc), cost)
+
+    def _values(self, acc: float, cost: Cost) -> list[float]:
+        return [acc] + [float(getattr(cost, o)) for o in self.config.objectives[1:]]
+
+    def _train(self, trial, spec, cost: Cost):
+        """Build, cross-check with fvcore, train with early stopping; (result, pruned reason)."""
+        from explorer.model import seeded_model
+
+        model = seeded_model(spec, self.config.trainer.seed)  # export/retrain redraws the same weights
+        if self.config.check_fvcore:
+            check_fvcore(model, spec, cost)
+        epochs = self.config.trainer.epochs
+        size = float(getattr(cost, self.rule.size_by)) if self.rule else 0.0
+        single = len(self.config.objectives) == 1 and self.config.early_stop is not None
+        state: dict[str, Any] = {"pruned": None}
+
+        def on_epoch_end(epoch_1: int, metrics: dict) -> bool:
+            epoch, acc = epoch_1 - 1, float(metrics["val_acc"])  # the trainer counts from 1
+            if single:
+                trial.report(acc, epoch)
+                if epoch < epochs - 1 and trial.should_prune():
+                    state["pruned"] = (f"val_acc {acc:.4f} after epoch {epoch + 1}: Optuna "
+                                       f"{type(self.study.pruner).__name__}")
+            elif self.rule is not None:
+                state["pruned"] = self.rule.check(size, epoch, acc, self.peers, last_epoch=epochs - 1)
+            return state["pruned"] is not None
+
+        kw = asdict(self.config.trainer)
+        res = self.trainer(model, self.data, device=self.device, on_epoch_end=on_epoch_end, **kw)
+        return res, state["pruned"]
+
+
+def _result_attrs(res, pruned: str | None) -> dict[str, Any]:
+    """The stored figures of an explorer.train.TrainResult."""
+    return {A.VAL_ACC: float(res.final_acc), A.BEST_VAL_ACC: float(res.best_acc),
+            A.CURVE: [float(a) for a in res.val_acc], A.VAL_LOSS: [float(v) for v in res.val_loss],
+            A.TRAIN_SECONDS: float(res.train_seconds), A.IMAGES_PER_S: float(res.images_per_s),
+            A.END: "pruned" if pruned else res.end}
+
+
+def check_fvcore(model, spec, cost: Cost) -> None:
+    """CostMismatch unless fvcore counts the built model's params and MACs as the analytic cost does."""
+    import torch
+
+    from explorer.cost import fvcore_cost
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # measured: fvcore's batch-of-one trace ran 3-5x faster on one thread
+    try:
+        macs, params, _ = fvcore_cost(model, spec.input_size)
+    finally:
+        torch.set_num_threads(threads)
+    if (macs, params) != (cost.macs, cost.params):
+        raise CostMismatch(f"spec {spec.to_json()}: analytic params {cost.params} / MACs {cost.macs} "
+                           f"but fvcore counts {params} / {macs}; fix explorer/cost.py or explorer/model.py")
+
+
+def _size_rule(config: StudyConfig) -> SizeAwareRule | None:
+    es = config.early_stop
+    if es is None or len(config.objectives) == 1:
+        return None
+    return SizeAwareRule(es.warmup_epochs, es.min_trials, es.quantile, es.size_factor, es.size_by)
+
+
+def _real_trainer() -> Callable:
+    from explorer.train import train
+
+    return train
+
+
+# --- the line printed per finished trial ------------------------------------------------------
+
+def outcome(t) -> Outcome:
+    """The summary of a finished FrozenTrial."""
+    a = t.user_attrs
+    note = a.get(A.PRUNED_REASON) and "pruned"
+    if a.get(A.INFEASIBLE):
+        note = f"infeasible: {a.get(A.OVER_BUDGET)}"
+    elif a.get(A.DUPLICATE_OF) is not None:
+        note = f"duplicate of #{a[A.DUPLICATE_OF]}"
+    elif a.get(A.FAIL_REASON):
+        note = a[A.FAIL_REASON]
+    elif a.get(A.END) not in (None, "completed", "pruned"):
+        note = a[A.END]
+    seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
+    return Outcome(t.number, t.state.name, dict(t.params), a.get(A.PARAMS), a.get(A.MACS), a.get(A.VAL_ACC),
+                   seconds, note or "")
+
+
+def format_outcome(o: Outcome) -> str:
+    """One summary line: number, knobs, params, MACs, val acc, seconds, state (and why)."""
+    knobs = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in o.knobs.items())
+    acc = f"{o.val_acc:.3f}" if o.val_acc is not None else "-"
+    params, macs = si(o.params), si(o.macs)
+    line = (f"#{o.number:<4d} {o.state:<8s} val_acc {acc:>5s}  params {params:>6s}  MACs {macs:>6s}  "
+            f"{o.seconds:6.1f}s  {knobs}")
+    return line + (f"  [{o.note}]" if o.note else "")

@@ -1,0 +1,41 @@
+"""explorer.store: the one door to Optuna's storages.
+
+Open a storage (`open_storage`), read a study (`read_study` -> typed `TrialRecord`s,
+`read_trials` -> the trial table), write trial attributes (`set_trial_attrs`), claim
+trials under the study's lock with heartbeats and stale-trial retries (`work`). Stored
+names live in `explorer.store.attrs`. Optuna's private names are touched only in
+`explorer.store._optuna`.
+
+    urls.py     storage URLs: default, kind, paths, absolute form, masking
+    pg.py       PostgreSQL: URL checks, connection probe, advisory lock
+    journal.py  journal file backends: read-only and writing (Ctrl-C safe, torn tails cut)
+    open.py     open_storage(url, create=, read_only=)
+    trials.py   TrialRecord, StudyRecord, read_study, study names, calibrations
+    table.py    the trial table (DataFrame) and its CSV / JSON forms
+    write.py    set_trial_attrs: many attributes in one append or transaction
+    workers.py  worker identity, heartbeats, failing and retrying dead workers' trials
+    claim.py    the study lock and the claim loop (exactly N trials across workers)
+"""
+
+from explorer.store._optuna import study_id, study_storage, trial_id
+from explorer.store.claim import (claim_counts, count_done, fail_stale, file_lock, interrupted, study_lock,
+                                  tune_heartbeat, work)
+from explorer.store.journal import StorageError
+from explorer.store.open import open_storage
+from explorer.store.table import read_trials, trial_table
+from explorer.store.trials import (StudyRecord, TrialRecord, calibrations, find_study, list_studies, read_study,
+                                   study_names)
+from explorer.store.urls import (absolute_url, check_url, default_storage_url, journal_path, mask_url,
+                                 resolve_target, storage_kind)
+from explorer.store.workers import (Heartbeat, Worker, fail_stale_trials, finalise_own_running, retry_stale,
+                                    retry_trial, uses_own_heartbeat)
+from explorer.store.write import set_trial_attrs
+
+__all__ = [
+    "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations",
+    "check_url", "claim_counts", "count_done", "default_storage_url", "fail_stale", "fail_stale_trials",
+    "file_lock", "finalise_own_running", "find_study", "interrupted", "journal_path", "list_studies",
+    "mask_url", "open_storage", "read_study", "read_trials", "resolve_target", "retry_stale", "retry_trial",
+    "set_trial_attrs", "storage_kind", "study_id", "study_lock", "study_names", "study_storage",
+    "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
+]

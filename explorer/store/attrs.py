@@ -1,0 +1,44 @@
+"""Every name explorer stores in an Optuna storage: trial and study attributes, table columns.
+
+Trial user attrs describe a trial (its spec, costs, training result, why it ended);
+study user attrs hold the resolved study config, its objectives and the seed-noise
+calibrations (`calibration/<trial number>`: Optuna refuses user attrs on finished trials,
+study attrs stay writable); trial system attrs name the worker running a trial and its
+heartbeat. docs/ARCHITECTURE.md lists them with their meaning.
+"""
+
+from __future__ import annotations
+
+from explorer.budgets import COSTS
+
+# Trial user attrs.
+SPEC, SPEC_ID = "spec", "spec_id"
+PARAMS, MACS, ACTIVATIONS, SIZE_MB, SIZE_MIB = COSTS
+VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS = "val_acc", "best_val_acc", "curve", "val_loss"
+TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
+SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
+INFEASIBLE, OVER_BUDGET, DUPLICATE_OF, PRUNED_REASON = "infeasible", "over_budget", "duplicate_of", "pruned_reason"
+FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
+LATENCY_MS = "latency_ms"  # not written by explorer yet; the dashboard plots it where a trial has it
+# A trial's seed-noise estimate: its own attrs, else merged from the study's calibration.
+ACC_MEAN, ACC_STD, ACC_SEEDS = NOISE_ATTRS = ("acc_mean", "acc_std", "acc_seeds")
+
+# Study user attrs.
+CONFIG, OBJECTIVES = "config", "objectives"
+CALIBRATION_PREFIX = "calibration/"  # + trial number: {acc_mean, acc_std, acc_seeds, noise}
+
+# Trial system attrs: who runs a trial, so a dead worker's trial can be found (journal files
+# have no Optuna heartbeat, so explorer writes its own).
+WORKER_HOST, WORKER_PID, WORKER_START, HEARTBEAT = (
+    "explorer:host", "explorer:pid", "explorer:pid_start", "explorer:heartbeat")
+HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S = 30, 120  # a RUNNING trial silent for GRACE_PERIOD_S is stale
+
+COST_ATTRS = COSTS
+# What a training run stores (a duplicate copies these from the trial it repeats).
+RESULT_ATTRS = (VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS, TRAIN_SECONDS, IMAGES_PER_S, END)
+DEFAULT_OBJECTIVES = (VAL_ACC, PARAMS)
+
+
+def calibration_key(number: int) -> str:
+    """The study user attr holding trial `number`'s calibration."""
+    return f"{CALIBRATION_PREFIX}{number}"

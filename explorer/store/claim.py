@@ -1,0 +1,158 @@
+"""Claiming trials: exactly N finished trials, however many workers run a study.
+
+Before asking Optuna for a trial a worker takes the study's lock (PostgreSQL: an advisory
+lock, explorer.store.pg; a journal or SQLite file: a lock file beside it), fails and
+requeues dead workers' trials, counts the trials that count (COMPLETE or PRUNED and within
+budget) plus the RUNNING ones, and asks only while that sum is below N, inside the lock.
+So workers together never start a trial that could make the count exceed N. Over-budget
+and invalid trials do not count, so they free their place for another trial. A worker
+that finds every place taken waits (every `poll_s` seconds) instead of exiting: if another
+worker dies, its RUNNING trial is failed after the heartbeat grace period and retried by
+a waiting worker. `explorer run` and `explorer worker` both claim through `work()`.
+Not covered: MySQL storages have no lock here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, ContextManager
+
+from explorer.store import _optuna, pg
+from explorer.store import attrs as A
+from explorer.store.urls import journal_path
+from explorer.store.workers import fail_stale_trials, finalise_own_running
+from explorer.util import defer_interrupts
+
+
+def study_lock(study, url: str | None) -> ContextManager[None]:
+    """The lock every worker of this study takes around "count, then ask" (`url`: a journal's path)."""
+    rdb = _optuna.rdb_of(_optuna.study_storage(study))
+    if rdb is not None:
+        dialect = rdb.engine.dialect.name
+        if dialect == "postgresql":
+            return pg.advisory_lock(rdb, _optuna.study_id(study))
+        if dialect == "sqlite":
+            return file_lock(Path(rdb.engine.url.database))
+        return contextlib.nullcontext()
+    if url is None:
+        return contextlib.nullcontext()  # a journal whose path we were not given
+    return file_lock(journal_path(url))
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock on `path`.workers.lock (processes on this machine)."""
+    import fcntl
+
+    with open(f"{path}.workers.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def tune_heartbeat(study, interval: int | None, grace: int | None) -> None:
+    """Set Optuna's heartbeat on a database storage (opened with the defaults); journals: no-op."""
+    rdb = _optuna.rdb_of(_optuna.study_storage(study))
+    if rdb is not None and interval is not None:
+        rdb.heartbeat_interval = interval
+    if rdb is not None and grace is not None:
+        rdb.grace_period = grace
+
+
+def count_done(study) -> int:
+    """Finished trials that count toward n_trials: trained or reused (COMPLETE/PRUNED, feasible)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum(1 for t in trials if not t.user_attrs.get(A.INFEASIBLE))
+
+
+def claim_counts(study) -> tuple[int, int]:
+    """(trials that count as done, RUNNING trials) across every worker."""
+    from optuna.trial import TrialState
+
+    return count_done(study), len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def fail_stale(study) -> list[int]:
+    """Fail and requeue trials of dead workers: same-machine pids, then Optuna's heartbeats."""
+    import warnings
+
+    import optuna
+
+    failed = fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # database heartbeats; its callback requeues
+    return failed
+
+
+def interrupted(study, lock: Callable[[], ContextManager]) -> None:
+    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again, under the lock)."""
+    with defer_interrupts(), lock():
+        finalise_own_running(study)
+
+
+def work(study, objective: Callable, *, target: int | None, lock: Callable[[], ContextManager],
+         poll_s: float = 2.0, timeout_s: float | None = None, catch: tuple = (),
+         on_trial: Callable | None = None, stop: Callable[[], bool] | None = None, out=None) -> int:
+    """Run trials until `target` count as done (all workers), the time is up, `stop()` or Ctrl-C.
+
+    Returns how many trials this process ran. `objective` takes an Optuna trial.
+    """
+    out = out or sys.stdout
+    started, ran, said_wait = time.monotonic(), 0, False
+    while timeout_s is None or time.monotonic() - started < timeout_s:
+        if stop is not None and stop():
+            return ran
+        with contextlib.ExitStack() as held:
+            held.enter_context(lock())
+            # Under the lock: failing a dead worker's trial and queueing its retry must look
+            # atomic to the others, or one may count the freed place and start a new trial
+            # while the retry stays WAITING for ever (seen in CI).
+            fail_stale(study)
+            done, running = claim_counts(study)
+            if target is not None and done >= target:
+                return ran
+            if target is not None and done + running >= target:
+                held.close()
+                if not said_wait:
+                    print(f"waiting: {done}/{target} done, {running} running elsewhere", file=out, flush=True)
+                said_wait = True
+                time.sleep(poll_s)  # a RUNNING trial may be a dead worker's: checked next round
+                continue
+            said_wait = False
+            _run_one(study, objective, held, catch, on_trial, out)
+            ran += 1
+    return ran
+
+
+def _run_one(study, objective: Callable, held: contextlib.ExitStack, catch: tuple,
+             on_trial: Callable | None, out) -> None:
+    """Ask (inside the lock), release the lock, run the trial, tell: one Optuna trial."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    ids: list[int] = []
+
+    def fn(trial) -> Any:
+        held.close()  # the trial is RUNNING now, so the others count it
+        ids.append(_optuna.trial_id(trial))
+        return objective(trial)
+
+    callbacks = [on_trial] if on_trial else []
+    try:
+        study.optimize(fn, n_trials=1, catch=catch, callbacks=callbacks, gc_after_trial=False)
+    except (UpdateFinishedTrialError, ValueError):
+        # another worker declared this trial dead (no heartbeat within the grace period)
+        # and queued it again; that retry counts, this result does not
+        storage = _optuna.study_storage(study)
+        if not ids or storage.get_trial(ids[0]).state != TrialState.FAIL:
+            raise
+        print(f"#{storage.get_trial(ids[0]).number} was failed by another worker (heartbeat too late); "
+              "its retry counts", file=out, flush=True)

@@ -1,0 +1,133 @@
+"""Reading a study: its trials as typed records, the study's config, objectives and calibrations.
+
+`read_study(storage, name)` is the one reader: `explorer export` selects from its records,
+and `trial_table()` (explorer.store.table) turns them into the DataFrame that `status`,
+`trials` and the dashboard show. A trial's seed-noise estimate (`acc_mean`, `acc_std`,
+`acc_seeds`) is merged in from the study's `calibration/N` attr, the trial's own attrs
+winning: Optuna freezes a finished trial's attrs, so `explorer calibrate` stores it there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.store import attrs as A
+from explorer.store.journal import StorageError
+from explorer.util import number
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRecord:
+    """One stored trial as explorer reads it (plain values; `attrs` are never changed)."""
+
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    attrs: dict[str, Any]  # user attrs, with the study's calibration merged in
+    params: dict[str, Any]  # the sampled knob values (pools as text, '0,3,7')
+    values: list[float] | None
+    start: dt.datetime | None
+    complete: dt.datetime | None
+    calibration: dict[str, Any] | None = None  # the study's calibration/N entry, as stored
+
+    @classmethod
+    def from_frozen(cls, t, calibration: dict[str, Any] | None = None) -> TrialRecord:
+        """A record of an optuna FrozenTrial, merged with its study calibration (if any)."""
+        attrs = t.user_attrs
+        if calibration:
+            attrs = {**{k: v for k, v in calibration.items() if k in A.NOISE_ATTRS}, **attrs}
+        return cls(t.number, t.state.name, attrs, t.params, list(t.values) if t.values else None,
+                   t.datetime_start, t.datetime_complete, calibration)
+
+    def num(self, key: str) -> float:
+        """The attr as a float; NaN when missing or not a number."""
+        return number(self.attrs.get(key))
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """The stored spec mapping, or None."""
+        spec = self.attrs.get(A.SPEC)
+        return spec if isinstance(spec, dict) else None
+
+    @property
+    def trained(self) -> bool:
+        """COMPLETE, within budget, trained itself (not a duplicate), with a finite val_acc and a spec."""
+        a = self.attrs
+        return (self.state == "COMPLETE" and not a.get(A.INFEASIBLE) and a.get(A.DUPLICATE_OF) is None
+                and math.isfinite(self.num(A.VAL_ACC)) and self.spec is not None)
+
+    @property
+    def noise(self) -> dict[str, Any]:
+        """acc_mean / acc_std / acc_seeds where known."""
+        return {k: self.attrs[k] for k in A.NOISE_ATTRS if k in self.attrs}
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One stored study: name, storage URL, config, objectives, trials and calibrations."""
+
+    name: str
+    url: str
+    config: dict[str, Any]
+    objectives: list[str]
+    trials: list[TrialRecord]
+    calibrations: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def costs(self) -> list[str]:
+        """The cost objectives (minimised); ['params'] for single-objective studies."""
+        return [o for o in self.objectives if o != A.VAL_ACC] or [A.PARAMS]
+
+    @property
+    def size_key(self) -> str:
+        """The first cost objective (the 'size' of the Pareto plot); params by default."""
+        return self.costs[0]
+
+
+def study_names(storage) -> list[str]:
+    """Names of the studies in an open storage (creation order)."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def find_study(storage, name: str) -> int:
+    """The study's id; StorageError (a UserError) listing the names that exist."""
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        names = study_names(storage)
+        raise StorageError(f"no study named {name!r} in this storage; found: "
+                           f"{', '.join(names) if names else 'none'}") from None
+
+
+def calibrations(study_attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Trial number -> stored calibration, from the study user attrs `calibration/N`."""
+    n = len(A.CALIBRATION_PREFIX)
+    return {int(k[n:]): v for k, v in study_attrs.items()
+            if k.startswith(A.CALIBRATION_PREFIX) and k[n:].isdigit() and isinstance(v, dict)}
+
+
+def read_study(storage, name: str, *, url: str = "",
+               default_objectives: tuple[str, ...] | list[str] = A.DEFAULT_OBJECTIVES) -> StudyRecord:
+    """Every trial of the study `name` in an open storage, with its config and calibrations."""
+    study_id = find_study(storage, name)
+    attrs = storage.get_study_user_attrs(study_id)
+    calib = calibrations(attrs)
+    trials = [TrialRecord.from_frozen(t, calib.get(t.number))
+              for t in storage.get_all_trials(study_id, deepcopy=False)]
+    config = attrs.get(A.CONFIG) if isinstance(attrs.get(A.CONFIG), dict) else {}
+    objectives = list(attrs.get(A.OBJECTIVES) or default_objectives)
+    return StudyRecord(name, url, dict(config), objectives, trials, calib)
+
+
+def list_studies(storage) -> list[dict[str, Any]]:
+    """One row per study (creation order): name, objectives, directions, n_trials, description."""
+    rows = []
+    for s in storage.get_all_studies():
+        config = s.user_attrs.get(A.CONFIG) if isinstance(s.user_attrs.get(A.CONFIG), dict) else {}
+        rows.append({"name": s.study_name, "objectives": list(s.user_attrs.get(A.OBJECTIVES) or []),
+                     "directions": [d.name.lower() for d in s.directions],
+                     "n_trials": storage.get_n_trials(find_study(storage, s.study_name)),
+                     "description": config.get("description", "")})
+    return rows
