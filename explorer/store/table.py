@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.store import attrs as A
-from explorer.store.trials import StudyRecord, read_study
+from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_SECONDS, A.IMAGES_PER_S, A.LATENCY_MS,
                  A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
@@ -39,16 +39,16 @@ def read_trials(storage, name: str) -> pd.DataFrame:
 
 def trial_table(rec: StudyRecord) -> pd.DataFrame:
     """Every trial of one study as a row (see the module docstring)."""
-    trials = rec.trials
+    trials, calib = rec.frozen_trials, rec.calibrations
     if not trials:
         return empty_frame()
-    attrs = [t.attrs for t in trials]
+    attrs = [merge_calibration(t.user_attrs, calib.get(t.number)) if calib else t.user_attrs for t in trials]
     columns: dict[str, Any] = {
         "study": [rec.name] * len(trials),
         "number": np.array([t.number for t in trials], dtype=int),
-        "state": [t.state for t in trials],
+        "state": [t.state.name for t in trials],
         **_attr_columns(attrs),
-        "values": [t.values for t in trials],
+        "values": [list(t.values) if t.values else None for t in trials],
     }
     if A.VAL_ACC in rec.objectives:
         i = rec.objectives.index(A.VAL_ACC)
@@ -61,8 +61,8 @@ def trial_table(rec: StudyRecord) -> pd.DataFrame:
         columns[key] = [value if isinstance(value, dict) else {}] * len(trials)
     columns["objectives"] = [rec.objectives] * len(trials)
     frame = _object_frame(columns)
-    frame["datetime_start"] = pd.to_datetime(pd.Series([t.start for t in trials], dtype=object))
-    frame["datetime_complete"] = pd.to_datetime(pd.Series([t.complete for t in trials], dtype=object))
+    frame["datetime_start"] = pd.to_datetime(pd.Series([t.datetime_start for t in trials], dtype=object))
+    frame["datetime_complete"] = pd.to_datetime(pd.Series([t.datetime_complete for t in trials], dtype=object))
     frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     return _typed_knobs(frame)
 

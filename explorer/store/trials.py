@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from explorer.store import attrs as A
@@ -35,11 +36,8 @@ class TrialRecord:
     @classmethod
     def from_frozen(cls, t, calibration: dict[str, Any] | None = None) -> TrialRecord:
         """A record of an optuna FrozenTrial, merged with its study calibration (if any)."""
-        attrs = t.user_attrs
-        if calibration:
-            attrs = {**{k: v for k, v in calibration.items() if k in A.NOISE_ATTRS}, **attrs}
-        return cls(t.number, t.state.name, attrs, t.params, list(t.values) if t.values else None,
-                   t.datetime_start, t.datetime_complete, calibration)
+        return cls(t.number, t.state.name, merge_calibration(t.user_attrs, calibration), t.params,
+                   list(t.values) if t.values else None, t.datetime_start, t.datetime_complete, calibration)
 
     def num(self, key: str) -> float:
         """The attr as a float; NaN when missing or not a number."""
@@ -64,6 +62,13 @@ class TrialRecord:
         return {k: self.attrs[k] for k in A.NOISE_ATTRS if k in self.attrs}
 
 
+def merge_calibration(attrs: dict[str, Any], calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """A trial's user attrs with its study calibration's acc_mean / acc_std / acc_seeds (its own win)."""
+    if not calibration:
+        return attrs
+    return {**{k: v for k, v in calibration.items() if k in A.NOISE_ATTRS}, **attrs}
+
+
 @dataclass(frozen=True)
 class StudyRecord:
     """One stored study: name, storage URL, config, objectives, trials and calibrations."""
@@ -72,8 +77,13 @@ class StudyRecord:
     url: str
     config: dict[str, Any]
     objectives: list[str]
-    trials: list[TrialRecord]
+    frozen_trials: list  # optuna FrozenTrials, as read (explorer.store.table builds its columns from them)
     calibrations: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @cached_property
+    def trials(self) -> list[TrialRecord]:
+        """The trials as TrialRecords (built on first use: the trial table does not need them)."""
+        return [TrialRecord.from_frozen(t, self.calibrations.get(t.number)) for t in self.frozen_trials]
 
     @property
     def costs(self) -> list[str]:
@@ -113,12 +123,10 @@ def read_study(storage, name: str, *, url: str = "",
     """Every trial of the study `name` in an open storage, with its config and calibrations."""
     study_id = find_study(storage, name)
     attrs = storage.get_study_user_attrs(study_id)
-    calib = calibrations(attrs)
-    trials = [TrialRecord.from_frozen(t, calib.get(t.number))
-              for t in storage.get_all_trials(study_id, deepcopy=False)]
     config = attrs.get(A.CONFIG) if isinstance(attrs.get(A.CONFIG), dict) else {}
     objectives = list(attrs.get(A.OBJECTIVES) or default_objectives)
-    return StudyRecord(name, url, dict(config), objectives, trials, calib)
+    return StudyRecord(name, url, dict(config), objectives, storage.get_all_trials(study_id, deepcopy=False),
+                       calibrations(attrs))
 
 
 def list_studies(storage) -> list[dict[str, Any]]:
