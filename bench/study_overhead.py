@@ -2,7 +2,8 @@
 
 A no-op trainer returns at once, so everything measured is the run loop's own cost:
 Optuna's sampler, spec + analytic cost, the duplicate index, early stopping and every
-storage write and read (building the network, needed to train it, is timed apart). Studies of 100 and 1,000 trials over full_nsga2's space (NSGA-II,
+storage write and read (building the network, needed to train it, is timed apart).
+Studies of 100 and 1,000 trials over full_nsga2's space (NSGA-II,
 size-aware early stopping on), for the embedded default (journal file) and SQLite, side
 by side; the last 100 trials' mean is the figure "at N trials". Also: the fvcore check's
 cost per trial (quickstart-sized networks), and N processes running one study at once.
@@ -104,16 +105,17 @@ def overhead(url: str, n: int) -> dict:
 
 def fvcore_ms(n: int = 20) -> float:
     """Mean ms to build a quickstart-sized network and count it with fvcore."""
+    import random
+
     from explorer.cost import fvcore_cost
     from explorer.model import build_model
     from explorer.space import Space
-    import random
 
     config = load_config(REPO / "studies/quickstart.yaml")
     space, rng = Space.from_config(config), random.Random(0)
     specs = [space.spec(space.sample(rng)) for _ in range(n)]
-    from explorer.objective import check_fvcore
     from explorer.cost import estimate_cost
+    from explorer.objective import check_fvcore
 
     fvcore_cost(build_model(specs[0]), specs[0].input_size)  # warm-up (jit tracing imports)
     t = time.perf_counter()

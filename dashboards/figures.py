@@ -136,7 +136,7 @@ def pareto_data(frame: pd.DataFrame, roles: np.ndarray, size_col: str, acc_col: 
     if color_col:
         kind, colors, cats = color_values(frame[color_col])
     traces = []
-    for si, study in enumerate(studies):
+    for s_idx, study in enumerate(studies):
         in_study = (frame["study"] == study).to_numpy() & keep
         for role in ROLE_STYLE:
             sel = in_study & (roles == role)
@@ -145,14 +145,14 @@ def pareto_data(frame: pd.DataFrame, roles: np.ndarray, size_col: str, acc_col: 
                 m = sel if cat is None else sel & (frame[color_col].astype(str) == cat).to_numpy()
                 rows = np.flatnonzero(m)
                 if rows.size:
-                    traces.append({"kind": "points", "study": study, "study_index": si,
+                    traces.append({"kind": "points", "study": study, "study_index": s_idx,
                                    "role": role, "category": cat, "rows": rows,
                                    "x": size[rows], "y": y[rows], "err": std[rows],
                                    "color": None if colors is None else colors[rows]})
         front = np.flatnonzero(in_study & (roles == "front"))
         if front.size:
             xs, ys = pareto.step_line(size[front], acc[front])
-            traces.append({"kind": "line", "study": study, "study_index": si, "x": xs, "y": ys})
+            traces.append({"kind": "line", "study": study, "study_index": s_idx, "x": xs, "y": ys})
     return traces
 
 
@@ -176,10 +176,10 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
         values = np.concatenate([t["color"] for t in traces if t["kind"] == "points"])
         scale = {"cmin": float(np.nanmin(values)), "cmax": float(np.nanmax(values))}
     for t in traces:
-        si = t["study_index"]
+        s_idx = t["study_index"]
         if t["kind"] == "line":
             data.append({"type": "scattergl", "mode": "lines", "x": t["x"], "y": t["y"],
-                         "line": {"shape": "hv", "width": 2, "color": PALETTE[si % len(PALETTE)]},
+                         "line": {"shape": "hv", "width": 2, "color": PALETTE[s_idx % len(PALETTE)]},
                          "name": f"front · {t['study']}" if multi_study else "front",
                          "hoverinfo": "skip", "showlegend": multi_study})
             trace_rows.append(np.array([], dtype=int))
@@ -187,7 +187,7 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
         style = ROLE_STYLE[t["role"]]
         marker: dict[str, Any] = {k: v for k, v in style.items()}
         if multi_study and t["role"] != "infeasible":
-            marker["symbol"] = STUDY_SYMBOLS[si % len(STUDY_SYMBOLS)]
+            marker["symbol"] = STUDY_SYMBOLS[s_idx % len(STUDY_SYMBOLS)]
         if t["role"] == "excluded":
             marker["color"] = "#9e9e9e"
         elif t["role"] == "infeasible" and color_kind != "categorical":
@@ -200,7 +200,7 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
         elif color_kind == "categorical":
             marker["color"] = t["color"][0]
         else:
-            marker["color"] = PALETTE[si % len(PALETTE)] if multi_study else (
+            marker["color"] = PALETTE[s_idx % len(PALETTE)] if multi_study else (
                 "#d62728" if t["role"] == "front" else "#1f77b4")
         name = ROLE_NAME[t["role"]]
         if t["category"] is not None:

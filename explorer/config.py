@@ -521,7 +521,8 @@ def _parse_range(ctx: _Ctx, m: dict, name: str, r: dict, path: str) -> Knob:
     if step is not None:
         ok = (_is_int(step) if kind == "int" else _is_num(step)) and step > 0
         if not ok:
-            ctx.fail(r, "step", f"{path}.step", f"must be a positive {'integer' if kind == 'int' else 'number'}, got {step!r}")
+            what = "integer" if kind == "int" else "number"
+            ctx.fail(r, "step", f"{path}.step", f"must be a positive {what}, got {step!r}")
         if log:
             ctx.fail(r, "log", f"{path}.log", "cannot combine log: true with a step; drop one")
         if step > high - low and high != low:
@@ -550,7 +551,8 @@ def _check_value(ctx: _Ctx, m: Any, key: str, path: str, name: str, v: Any) -> A
         lo, hi, lo_open, hi_open = allowed
         bad = v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi)
         if bad:
-            ctx.fail(m, key, path, f"{v} is out of range: allowed {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+            ends = ("(" if lo_open else "[", ")" if hi_open else "]")
+            ctx.fail(m, key, path, f"{v} is out of range: allowed {ends[0]}{lo}, {hi}{ends[1]}")
         return float(v)
     if kind == "cat":
         if v not in allowed:

@@ -28,7 +28,7 @@ def test_describe_file_and_input_size(tmp_path, capsys):
     assert main(["describe", str(path), "--input-size", "64"]) == 0
     out = capsys.readouterr().out
     assert "input 64x64" in out
-    assert next(l for l in out.splitlines() if l.startswith("fire2")).split()[1] == "128x64x64"
+    assert next(line for line in out.splitlines() if line.startswith("fire2")).split()[1] == "128x64x64"
 
 
 def test_bad_inputs_are_one_line_with_exit_2(tmp_path):

@@ -61,8 +61,10 @@ BAD = [
     ("  base_e: {low: 16, high: 32, step: 16}", "  widht: 3", ["space.widht", "unknown key"], 6),
     ("sampler: random", "sampler: cmaes", ["sampler", "cmaes", "tpe"], 11),
     ("objectives: [val_acc, params]", "objectives: [val_acc, flops]", ["objectives", "flops", "macs"], 10),
-    ("trainer: {epochs: 1, batch_size: 32, weight_decay: 5e-4}", "trainer: {epochs: two}", ["trainer.epochs", "integer"], 3),
-    ("  bypass: {choices: [none, simple, complex]}", "  bypass: {choices: [none, fancy]}", ["space.bypass.choices", "fancy"], 9),
+    ("trainer: {epochs: 1, batch_size: 32, weight_decay: 5e-4}", "trainer: {epochs: two}",
+     ["trainer.epochs", "integer"], 3),
+    ("  bypass: {choices: [none, simple, complex]}", "  bypass: {choices: [none, fancy]}",
+     ["space.bypass.choices", "fancy"], 9),
     ("  pools: {choices: [[1, 3], [2]]}", "  pools: {low: 1, high: 3}", ["space.pools", "not a range"], 8),
     ("n_trials: 2", "n_trials: 0", ["n_trials", ">= 1"], 12),
 ]
@@ -159,8 +161,10 @@ def test_null_stem_width_bound_is_refused_naming_the_key(tmp_path, capsys, knob,
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("  dropout: {low: null, high: 0.5}", "space.dropout.low: must be a number, got null; a range needs numeric low and high"),
-    ("  freq: {low: 1, high: null}", "space.freq.high: must be an integer, got null; a range needs numeric low and high"),
+    ("  dropout: {low: null, high: 0.5}",
+     "space.dropout.low: must be a number, got null; a range needs numeric low and high"),
+    ("  freq: {low: 1, high: null}",
+     "space.freq.high: must be an integer, got null; a range needs numeric low and high"),
     ("  stem_width: {low: wide, high: 16}", "space.stem_width.low: must be an integer, got 'wide'"),
 ])
 def test_null_or_text_range_bound_of_other_knobs(tmp_path, text, expected):

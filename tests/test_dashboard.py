@@ -20,11 +20,12 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # dashboards/ is not an installed package
 
-import _studyfactory as factory  # noqa: E402
 from dashboards import exports, figures  # noqa: E402
 from dashboards import loading as ld  # noqa: E402
 from explorer import pareto  # noqa: E402
 from explorer.spec import SqueezeSpec, load_spec  # noqa: E402
+
+import _studyfactory as factory  # noqa: E402
 
 APP = str(ROOT / "dashboards" / "app.py")
 SMALL = {"sr": 0.25, "pct_3x3": 0.5, "pools": "1,4", "bypass": "none"}

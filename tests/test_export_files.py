@@ -6,7 +6,6 @@ The studies and helpers are test_export.py's.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from explorer.cli import main
 from explorer.spec import SqueezeSpec
-from test_export import C, CIFAR8, DATA, HAND, TRAINER, _export_file, _fails, attrs, export, make_study, numbers
+
+from test_export import CIFAR8, DATA, HAND, TRAINER, C, _export_file, _fails, attrs, export, make_study, numbers
 
 
 @pytest.fixture
@@ -196,8 +195,8 @@ def test_load_checkpoint_failures_are_one_line_user_errors(tmp_path):
     import torch
 
     from explorer.errors import UserError
-    from explorer.retrain import load_checkpoint, save_checkpoint
     from explorer.model import seeded_model
+    from explorer.retrain import load_checkpoint, save_checkpoint
 
     good = tmp_path / "good.pt"
     save_checkpoint(good, CIFAR8, seeded_model(CIFAR8, 0), {"test_acc": 0.1}, {})

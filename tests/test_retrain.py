@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from explorer.cli import main
 from explorer.spec import SqueezeSpec
+
 from test_export import CIFAR8, TRAINER, attrs, make_study
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
@@ -42,9 +43,8 @@ def exported(tmp_path, archive) -> Path:
 
 def test_train_writes_a_checkpoint_that_reloads_with_weights_only(exported, archive, tmp_path, capsys):
     from explorer.data import load_data
+    from explorer.model import build_model, seeded_model
     from explorer.retrain import load_checkpoint
-    from explorer.model import seeded_model
-    from explorer.model import build_model
 
     out = tmp_path / "run"
     assert main(["train", str(exported), "--epochs", "1", "--data", str(archive), "--per-class", "10",
@@ -102,9 +102,9 @@ def test_calibrate_stores_mean_and_std_in_file_and_study(exported, archive, tmp_
 def test_onnx_export_matches_pytorch_or_skips_in_one_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from explorer.retrain import save_checkpoint
     from explorer.model import seeded_model
     from explorer.onnx_export import export_onnx
+    from explorer.retrain import save_checkpoint
 
     model = seeded_model(CIFAR8, 0)
     save_checkpoint(tmp_path / "m.pt", CIFAR8, model, {"test_acc": 0.0}, {})

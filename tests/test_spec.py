@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from explorer.errors import SpecError
 from explorer.spec import SqueezeSpec, expand, load_spec, pool_out, round_half_up, spec_id

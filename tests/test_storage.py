@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 ])
 def test_mask_url_hides_passwords_only(url, masked):
     assert st.mask_url(url) == masked
-    assert st.mask_url(f"error: could not connect to {url} (timeout)") == f"error: could not connect to {masked} (timeout)"
+    shown = st.mask_url(f"error: could not connect to {url} (timeout)")
+    assert shown == f"error: could not connect to {masked} (timeout)"
 
 
 def test_url_kinds():

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import types
 from pathlib import Path
@@ -18,12 +17,12 @@ from optuna.trial import TrialState
 
 from explorer import store as st
 from explorer.cli import main
-from explorer.config import StudyConfig, load_config
+from explorer.config import StudyConfig
 from explorer.cost import estimate_cost
 from explorer.errors import UserError
+from explorer.objective import CostMismatch
 from explorer.space import Space
 from explorer.spec import SqueezeSpec, spec_id
-from explorer.objective import CostMismatch
 from explorer.study import run_study
 from explorer.train import TrainResult
 

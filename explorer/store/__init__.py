@@ -18,17 +18,46 @@ names live in `explorer.store.attrs`. Optuna's private names are touched only in
 """
 
 from explorer.store._optuna import study_id, study_storage, trial_id
-from explorer.store.claim import (claim_counts, count_done, fail_stale, file_lock, interrupted, study_lock,
-                                  tune_heartbeat, work)
+from explorer.store.claim import (
+    claim_counts,
+    count_done,
+    fail_stale,
+    file_lock,
+    interrupted,
+    study_lock,
+    tune_heartbeat,
+    work,
+)
 from explorer.store.journal import StorageError
 from explorer.store.open import open_storage
 from explorer.store.table import read_trials, trial_table
-from explorer.store.trials import (StudyRecord, TrialRecord, calibrations, find_study, list_studies, read_study,
-                                   study_names)
-from explorer.store.urls import (absolute_url, check_url, default_storage_url, journal_path, mask_url,
-                                 resolve_target, storage_kind)
-from explorer.store.workers import (Heartbeat, Worker, fail_stale_trials, finalise_own_running, retry_stale,
-                                    retry_trial, uses_own_heartbeat)
+from explorer.store.trials import (
+    StudyRecord,
+    TrialRecord,
+    calibrations,
+    find_study,
+    list_studies,
+    read_study,
+    study_names,
+)
+from explorer.store.urls import (
+    absolute_url,
+    check_url,
+    default_storage_url,
+    journal_path,
+    mask_url,
+    resolve_target,
+    storage_kind,
+)
+from explorer.store.workers import (
+    Heartbeat,
+    Worker,
+    fail_stale_trials,
+    finalise_own_running,
+    retry_stale,
+    retry_trial,
+    uses_own_heartbeat,
+)
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
