@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from explorer.spec import RANGES
 from explorer.store import attrs as A
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
@@ -149,11 +150,14 @@ def _typed_knobs(frame: pd.DataFrame) -> pd.DataFrame:
 # --- the table as files (`explorer trials`) --------------------------------------------------
 
 def export_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """The table as `explorer trials` writes it: no per-study columns, counts as integers,
-    missing text as null."""
-    out = frame.drop(columns=[c for c in STUDY_COLUMNS if c in frame.columns])
-    for col in INT_COLUMNS:
-        out[col] = out[col].round().astype("Int64")  # integers with gaps, not floats
+    """The table as `explorer trials` writes it: number, state, times and knobs first; no per-study
+    columns; counts as integers; missing text as null."""
+    first = ["number", "state", "datetime_start", "datetime_complete", "duration_s", *knob_names(frame)]
+    rest = [c for c in frame.columns if c not in first and c not in STUDY_COLUMNS]
+    out = frame[first + rest].copy()
+    ints = [*INT_COLUMNS, *(KNOB_PREFIX + n for n, r in RANGES.items() if r.kind == "int")]
+    for col in [c for c in ints if c in out.columns and pd.api.types.is_numeric_dtype(out[c])]:
+        out[col] = out[col].round().astype("Int64")  # integers with gaps (16, not 16.0)
     for col in TEXT_ATTRS:
         out[col] = out[col].map(lambda v: v or None).astype(object)
     return out
