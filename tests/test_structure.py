@@ -8,8 +8,10 @@ private-name sites) for any checkout: `python tests/test_structure.py /path/to/c
 Private-name sites: (1) imports from an Optuna module or of an Optuna name whose dotted path has
 a `_`-prefixed part (`optuna.storages._rdb`, `from optuna.storages import _CachedStorage`);
 (2) `obj._name` where `_name` is a private name Optuna itself defines (a `_`-prefixed function,
-class, method or attribute assigned anywhere in the installed Optuna's source) and `obj` is not
-`self` or `cls`. The set is read from the installed Optuna, so a name it adds is covered.
+class, method or attribute assigned anywhere in the installed Optuna's source), unless `obj` is
+`self` or `cls` and the file defines that name itself (else it is an inherited Optuna attribute);
+(3) getattr / hasattr / setattr with such a name as a string. The set is read from the installed
+Optuna, so a name a new release adds is covered. Sites are counted per occurrence.
 """
 
 from __future__ import annotations
