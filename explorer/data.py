@@ -8,10 +8,12 @@ Sources (the `source` argument, `--data`, or $EXPLORER_DATA):
     PATH.tar.gz|.tgz|.tar    an archive of such a tree (any leading folder is ignored)
     synthetic                random class-coloured images: for unit tests only
 
-Decoded images live in the cache (`cache_dir`, $EXPLORER_CACHE, or ~/.cache/explorer)
-keyed by the source and its contents (path, sizes, mtimes), written atomically, so a
-second load of CIFAR-10 reads two files. Images of a tree that differ in size from the
-first training image are resized to it (antialiased bilinear).
+Decoded images live in the cache (`cache_dir`, $EXPLORER_CACHE, or ~/.cache/explorer),
+keyed by the source's contents (explorer.data_cache), so a second load of CIFAR-10 reads
+two files. Files of a tree whose extension is not an image's (IMAGE_EXTENSIONS) and empty
+files are skipped and counted in `Data.notes`; a file that cannot be decoded is an error
+naming it. 16-bit images are scaled to 8 bits. Images of a tree that differ in size from
+the first training image are resized to it (antialiased bilinear).
 
 Trials see `data.train` and `data.val` (carved out of the training images); the test
 split is loaded only by `data.test()`, for the final evaluation of chosen models.
@@ -19,13 +21,12 @@ split is loaded only by `data.test()`, for the final evaluation of chosen models
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
 import tarfile
-import tempfile
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,14 @@ from typing import Callable, Iterator, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from explorer import data_cache
 from explorer.errors import UserError
 
 ENV_DATA = "EXPLORER_DATA"
 ENV_CACHE = "EXPLORER_CACHE"
-CACHE_VERSION = 1  # bump when the decoded format changes
+# torchvision's ImageFolder list (torchvision.datasets.folder.IMG_EXTENSIONS, a test keeps them
+# equal), copied so that importing this module does not import torchvision; case-insensitive.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 CIFAR = {  # name -> (folder, train files, test files, meta file, label key, names key)
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
@@ -48,6 +52,8 @@ CIFAR = {  # name -> (folder, train files, test files, meta file, label key, nam
 HOW_TO = ("pass --data cifar10|cifar100|PATH (an ImageFolder tree with train/ and test/, "
           f"or a .tar.gz of one) or set {ENV_DATA}")
 _DECODE_CHUNK = 2000  # images per decode task: large enough to amortise thread hand-off
+_NAMES_SHOWN = 3  # file names quoted in a one-line message
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class Images(NamedTuple):
@@ -69,6 +75,10 @@ class Data:
     source: str
     resolution: int
     _load_test: Callable[[], Images] = field(repr=False, compare=False)
+    skipped: tuple[str, ...] = ()  # files of the source that are not images (by name) or empty
+    # One-line messages for the user (skipped files, a repaired or full cache); the CLI prints
+    # them. `test()` may add one, so this list grows.
+    notes: list[str] = field(default_factory=list, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -92,10 +102,17 @@ def load_data(source: str | os.PathLike | None = None, *, root: str | os.PathLik
     """
     source = resolve_source(source)
     cache = resolve_cache_dir(cache_dir)
-    load_split = _split_loader(source, root, cache, download)
+    notes: list[str] = []
+    load_split = _split_loader(source, root, cache, download, notes)
     full = load_split("train")
     x, y = full["x"], full["y"]
     classes = tuple(full["classes"])
+    if len(classes) < 2:  # one class would score val_acc 1.0 and dominate any front
+        raise UserError(f"data {source} has one class ({', '.join(classes) or 'none'}) in train/; "
+                        "a classifier needs at least two class folders")
+    skipped = full.get("skipped", {})
+    if any(skipped.values()):
+        notes.append(_skip_note(source, skipped))
     val_n = val_per_class if val_per_class is not None else _default_val(y, len(classes), val_fraction)
     train_idx, val_idx = split_indices(y, len(classes), val_n, per_class, seed)
     size = resolution or x.shape[-1]
@@ -107,7 +124,25 @@ def load_data(source: str | os.PathLike | None = None, *, root: str | os.PathLik
     return Data(train=Images(resize(x[train_idx], size), y[train_idx]),
                 val=Images(resize(x[val_idx], size), y[val_idx]),
                 classes=classes, mean=tuple(full["mean"]), std=tuple(full["std"]),
-                source=str(source), resolution=size, _load_test=test)
+                source=str(source), resolution=size, _load_test=test,
+                skipped=tuple(sorted(n for names in skipped.values() for n in names)), notes=notes)
+
+
+def _skip_note(source: str, skipped: dict[str, list[str]]) -> str:
+    """One line: how many files were skipped, why, and the first few names."""
+    kinds = (("not_image", "file that is not an image by extension",
+              "files that are not images by extension"), ("empty", "empty file", "empty files"))
+    counts = [f"{len(skipped[k]):,} {one if len(skipped[k]) == 1 else many}"
+              for k, one, many in kinds if skipped.get(k)]
+    names = sorted(n for names in skipped.values() for n in names)
+    return (f"data {source}: skipped {' and '.join(counts)}: {_some(names)} "
+            f"(image extensions: {' '.join(IMAGE_EXTENSIONS)})")
+
+
+def _some(names: list[str]) -> str:
+    """The first few names, and how many more."""
+    more = len(names) - _NAMES_SHOWN
+    return ", ".join(names[:_NAMES_SHOWN]) + (f" and {more:,} more" if more > 0 else "")
 
 
 def resolve_source(source: str | os.PathLike | None) -> str:
@@ -160,69 +195,27 @@ def _default_val(y: torch.Tensor, num_classes: int, fraction: float) -> int:
 
 # --- sources -> a function loading one split (cached) ---------------------------------
 
-def _split_loader(source: str, root, cache: Path, download: bool) -> Callable[[str], dict]:
+def _split_loader(source: str, root, cache: Path, download: bool,
+                  notes: list[str]) -> Callable[[str], dict]:
     """A function `split -> {"x", "y", "classes", "mean", "std"}` for this source."""
     name, _, inline_root = source.partition(":")
     if name == "synthetic":
         return lambda split: _synthetic(split)
     if name in CIFAR:
         folder = _cifar_folder(name, inline_root or root, cache, download)
-        return _cached(cache, name, _stat_key(folder), lambda: _read_cifar(name, folder))
+        files = [folder / f for f in [CIFAR[name][3], *CIFAR[name][1], *CIFAR[name][2]]]
+        return data_cache.loader(cache, name, folder, files, lambda: _read_cifar(name, folder), notes)
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(f"data source {source!r} does not exist: {HOW_TO}")
     if path.is_dir():
-        return _cached(cache, path.name, _stat_key(path), lambda: _decode_tree(_tree_files(path)))
+        files = _tree_listing(path)
+        return data_cache.loader(cache, "tree", path, files,
+                                 lambda: _decode_tree(_tree_files(path, files), f"folder {path}"), notes)
     if path.name.endswith(ARCHIVE_SUFFIXES):
-        return _cached(cache, path.name, _stat_key(path), lambda: _decode_tree(_tar_files(path)))
+        return data_cache.loader(cache, "archive", path, [path],
+                                 lambda: _decode_tree(_tar_files(path), f"archive {path}"), notes)
     raise UserError(f"data source {source!r} is neither a folder nor a .tar.gz: {HOW_TO}")
-
-
-def _cached(cache: Path, name: str, key: str, decode: Callable[[], dict]) -> Callable[[str], dict]:
-    """Load a split from the cache, decoding both splits (and writing them) on a miss."""
-    folder = cache / "decoded" / f"{name}-{key}"
-
-    def load(split: str) -> dict:
-        # train.pt is written last, so its presence means test.pt is complete too.
-        if not (folder / "train.pt").exists():
-            splits = decode()
-            folder.mkdir(parents=True, exist_ok=True)
-            for s in ("test", "train"):
-                _atomic_save(splits[s], folder / f"{s}.pt")
-        return torch.load(folder / f"{split}.pt", weights_only=True)
-
-    return load
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file and rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a shared cache wants the umask
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process umask (read by setting it, then restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _stat_key(path: Path) -> str:
-    """16 hex digits from the path and the size and mtime of every file under it."""
-    path = path.resolve()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{path}".encode())
-    for p in files:
-        st = p.stat()
-        h.update(f"|{p.relative_to(path) if p != path else ''}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
 
 
 def _with_stats(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> dict:
@@ -298,32 +291,83 @@ def _unpickle(path: Path) -> dict:
 
 # --- ImageFolder trees and archives ---------------------------------------------------
 
-def _tree_files(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    """(split, class, bytes) for every image of a tree on disk."""
-    for split in ("train", "test"):
-        for f in sorted((path / split).glob("*/*")):
-            if f.is_file() and not f.name.startswith("."):
-                yield split, f.parent.name, f.read_bytes()
+def _tree_listing(path: Path) -> list[Path]:
+    """Every file of a tree's train/<class>/ and test/<class>/ folders (hidden ones ignored)."""
+    return [f for split in ("train", "test") for f in sorted((path / split).glob("*/*"))
+            if f.is_file() and not f.name.startswith(".")]
 
 
-def _tar_files(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    """(split, class, bytes) for every image of an archived tree, in archive order."""
+def _tree_files(path: Path, files: list[Path]) -> Iterator[tuple[str, str, str, bytes | None]]:
+    """(split, class, name, bytes) for each listed file; bytes None for a non-image name."""
+    for f in files:
+        name = f.relative_to(path).as_posix()
+        yield f.parent.parent.name, f.parent.name, name, f.read_bytes() if _is_image(name) else None
+
+
+def _tar_files(path: Path) -> Iterator[tuple[str, str, str, bytes | None]]:
+    """(split, class, member name, bytes) for each file of an archived tree, in archive order."""
     try:
-        with tarfile.open(path, "r:*") as tf:
+        tf = tarfile.open(path, "r:*")
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise UserError(f"cannot read archive {path}: {_not_an_archive(path, exc)}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read archive {path}: {exc.strerror or exc}") from None
+    try:
+        with tf:
             for m in tf:
                 parts = m.name.split("/")
                 if m.isfile() and len(parts) >= 3 and parts[-3] in ("train", "test") \
                         and not parts[-1].startswith("."):
-                    yield parts[-3], parts[-2], tf.extractfile(m).read()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UserError(f"cannot read archive {path}: {exc}") from None
+                    data = tf.extractfile(m).read() if _is_image(m.name) else None
+                    yield parts[-3], parts[-2], m.name, data
+            _check_archive_end(tf)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise UserError(f"cannot read archive {path}: it is damaged ({_one_line(exc)}); "
+                        "copy or download it again") from None
 
 
-def _decode_tree(files: Iterator[tuple[str, str, bytes]]) -> dict:
+def _not_an_archive(path: Path, exc: BaseException) -> str:
+    """Why tarfile could not open a file, in a few words (its own message has 4 lines)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "it is empty (0 bytes)"
+    if path.name.endswith((".gz", ".tgz")) and head[:2] != b"\x1f\x8b":
+        return f"it is not gzip data (it starts with {head!r}); expected a gzip-compressed tar file"
+    if isinstance(exc, tarfile.ReadError) and "\n" in str(exc):  # every method failed
+        inside = "gzip data but no tar archive inside" if head[:2] == b"\x1f\x8b" else "not a tar file"
+        return f"it is {inside} (tar, tar.gz, tar.bz2 or tar.xz expected)"
+    return f"it is damaged ({_one_line(exc)}); copy or download it again"
+
+
+def _check_archive_end(tf: tarfile.TarFile) -> None:
+    """Read to the end: gzip then checks its CRC, and a bad header cannot end the tree early."""
+    # tarfile stops quietly at a damaged header after the first member, and gzip checks its
+    # checksum only at the end of the stream: without this, damage reads as fewer images.
+    while chunk := tf.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            last = tf.members[-1].name if tf.members else "the start"
+            raise tarfile.ReadError(f"data goes on after the tar end marker that follows {last}: "
+                                    "a damaged header, or archives joined together")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as a short line: its first line, or its type when it has no message."""
+    text = str(exc).strip().splitlines()
+    return text[0][:120] if text else type(exc).__name__
+
+
+def _is_image(name: str) -> bool:
+    """Whether a file name has an image extension (IMAGE_EXTENSIONS, any case)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _decode_tree(files: Iterator[tuple[str, str, str, bytes | None]], origin: str) -> dict:
     """Decode a tree's images while the files stream in; label = sorted train class index."""
-    blobs: dict[str, list[bytes]] = {"train": [], "test": []}
-    names: dict[str, list[str]] = {"train": [], "test": []}
+    pending: dict[str, list[tuple[str, bytes]]] = {"train": [], "test": []}
+    names: dict[str, list[str]] = {"train": [], "test": []}  # class of each image
     futures: dict[str, list] = {"train": [], "test": []}
+    skipped: dict[str, list[str]] = {"not_image": [], "empty": []}
     size = None
     # torchvision 0.29 deprecates its decoders in favour of TorchCodec; they still work, and
     # a warning per image would cost more than the decoding.
@@ -331,36 +375,64 @@ def _decode_tree(files: Iterator[tuple[str, str, bytes]]) -> dict:
                             category=DeprecationWarning)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         # Decoding overlaps the (gzip) reading; torchvision decoders release the GIL.
-        for split, cls, data in files:
-            if size is None:
-                size = tuple(_decode(data).shape[-2:])
-            blobs[split].append(data)
+        for split, cls, name, data in files:
+            if not data:
+                skipped["not_image" if data is None else "empty"].append(name)
+                continue
+            size = size or _size_or_none(data)
+            pending[split].append((name, data))
             names[split].append(cls)
-            if len(blobs[split]) % _DECODE_CHUNK == 0:
-                futures[split].append(pool.submit(_decode_many, blobs[split][-_DECODE_CHUNK:], size))
+            if size and len(pending[split]) >= _DECODE_CHUNK:
+                futures[split].append(pool.submit(_decode_many, pending[split], size))
+                pending[split] = []
         for split in ("train", "test"):
-            rest = len(blobs[split]) % _DECODE_CHUNK
-            if rest:
-                futures[split].append(pool.submit(_decode_many, blobs[split][-rest:], size))
-        xs = {s: [f.result() for f in futures[s]] for s in futures}
+            if pending[split]:
+                futures[split].append(pool.submit(_decode_many, pending[split], size or (1, 1)))
+        done = {s: [f.result() for f in futures[s]] for s in futures}
+    _raise_failures([bad for s in done for _, fails in done[s] for bad in fails], names, origin)
     classes = sorted(set(names["train"]))
     if not classes or not names["test"]:
-        raise UserError("no images found in train/<class>/ and test/<class>/: " + HOW_TO)
+        raise UserError(f"no images found in train/<class>/ and test/<class>/ of {origin}: " + HOW_TO)
     unknown = sorted(set(names["test"]) - set(classes))
     if unknown:
         raise UserError(f"test/ has classes that train/ lacks: {', '.join(unknown)}")
     index = {c: i for i, c in enumerate(classes)}
-    return {s: _with_stats(torch.cat(xs[s]), torch.tensor([index[c] for c in names[s]]), classes)
-            for s in ("train", "test")}
+    splits = {s: _with_stats(torch.cat([x for x, _ in done[s]]), torch.tensor([index[c] for c in names[s]]),
+                             classes) for s in ("train", "test")}
+    splits["train"]["skipped"] = skipped
+    return splits
 
 
-def _decode_many(blobs: list[bytes], size: tuple[int, int]) -> torch.Tensor:
-    """Decode a chunk of encoded images to uint8 (n, 3, H, W), resizing odd sizes."""
-    out = torch.empty(len(blobs), 3, *size, dtype=torch.uint8)
-    for i, data in enumerate(blobs):
-        img = _decode(data)
+def _raise_failures(failures: list[tuple[str, str]], names: dict, origin: str) -> None:
+    """One line naming the files that could not be decoded, if any."""
+    if failures:
+        total = sum(len(v) for v in names.values())
+        shown = "; ".join(f"{name} ({why})" for name, why in failures[:_NAMES_SHOWN])
+        more = f"; and {len(failures) - _NAMES_SHOWN:,} more" if len(failures) > _NAMES_SHOWN else ""
+        raise UserError(f"cannot decode {len(failures):,} of {total:,} images in {origin}: {shown}{more}; "
+                        "remove or replace them")
+
+
+def _size_or_none(data: bytes) -> tuple[int, int] | None:
+    """(H, W) of an encoded image, or None if it cannot be decoded (reported later, by name)."""
+    try:
+        return tuple(_decode(data).shape[-2:])
+    except Exception:  # the same image fails again in _decode_many, which names it
+        return None
+
+
+def _decode_many(items: list[tuple[str, bytes]], size: tuple[int, int]) -> tuple[torch.Tensor, list]:
+    """Decode a chunk to uint8 (n, 3, H, W), resizing odd sizes; also (name, why) of failures."""
+    out = torch.empty(len(items), 3, *size, dtype=torch.uint8)
+    failures = []
+    for i, (name, data) in enumerate(items):
+        try:
+            img = _decode(data)
+        except Exception as exc:  # any decoder error means this one file is bad: name it
+            failures.append((name, _one_line(exc).split(" <_io.")[0]))
+            continue
         out[i] = img if tuple(img.shape[-2:]) == size else _resize_hw(img, size)
-    return out
+    return out, failures
 
 
 def _resize_hw(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -370,17 +442,35 @@ def _resize_hw(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _decode(data: bytes) -> torch.Tensor:
-    """One encoded image as uint8 RGB (3, H, W): torchvision's decoders, PIL for the rest."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    try:
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        from PIL import Image  # BMP, TIFF, ...: formats torchvision cannot decode
+    """One encoded image as uint8 RGB (3, H, W): torchvision for JPEG, PIL for the rest."""
+    # torchvision decodes JPEG fastest (the CIFAR archive). Its PNG decoder kills the process
+    # on a damaged PNG (torchvision 0.29.1: a segfault after "libpng error: IDAT: incorrect
+    # data check"), so PNG and every other format go through PIL, which raises instead.
+    if data[:3] == _JPEG_MAGIC:
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2.functional import to_dtype
 
         try:
-            img = Image.open(io.BytesIO(data)).convert("RGB")
-        except OSError as exc:
-            raise UserError(f"cannot decode an image: {exc}") from None
-        return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8) \
-            .reshape(img.height, img.width, 3).permute(2, 0, 1).contiguous()
+            img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            return _decode_pil(data)  # PIL reads some JPEGs libjpeg refuses, or says why not
+        # A 12-bit JPEG would decode to uint16: scale it (a cast would keep only the low byte).
+        return img if img.dtype == torch.uint8 else to_dtype(img, torch.uint8, scale=True)
+    return _decode_pil(data)
+
+
+def _decode_pil(data: bytes) -> torch.Tensor:
+    """An encoded image as uint8 RGB (3, H, W) with PIL; 16-bit samples scaled to 8 bits."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms.v2.functional import to_dtype
+
+    img = Image.open(io.BytesIO(data))
+    # PIL reads 16-bit colour as its high bytes, but 16-bit grey as mode I;16 (or I), which
+    # convert("RGB") clips at 255: scale it as torchvision's to_dtype does (>> 8).
+    if img.mode.startswith("I"):
+        grey = torch.from_numpy(np.asarray(img, dtype=np.int32)).clamp(0, 65535).to(torch.uint16)
+        return to_dtype(grey, torch.uint8, scale=True).expand(3, -1, -1).contiguous()
+    img = img.convert("RGB")
+    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8) \
+        .reshape(img.height, img.width, 3).permute(2, 0, 1).contiguous()

@@ -101,7 +101,7 @@ def test_jpeg_decodes_like_pil_and_odd_sizes_are_resized(tmp_path):
 def test_second_load_hits_the_cache(tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "tree")
     first = D.load_data(tree, val_per_class=1)
-    cached = list((tmp_path / "cache" / "decoded").glob("*/*.pt"))
+    cached = list((tmp_path / "cache" / "decoded" / "v2").glob("*/*.pt"))
     assert sorted(p.name for p in cached) == ["test.pt", "train.pt"]
     assert not list((tmp_path / "cache").rglob("*.tmp"))  # atomic writes leave no temporaries
 
@@ -118,7 +118,7 @@ def test_second_load_hits_the_cache(tmp_path, monkeypatch):
 
 def test_cache_dir_argument_beats_the_environment(tmp_path):
     D.load_data(make_tree(tmp_path / "tree"), val_per_class=1, cache_dir=tmp_path / "mine")
-    assert list((tmp_path / "mine" / "decoded").glob("*/train.pt"))
+    assert list((tmp_path / "mine" / "decoded" / "v2").glob("*/train.pt"))
     assert not (tmp_path / "cache").exists()
 
 
