@@ -17,7 +17,7 @@ from explorer.datasource import resolve_source
 from explorer.errors import SpecError, UserError
 from explorer.exportfile import Export
 from explorer.spec import SqueezeSpec, spec_id
-from explorer.util import atomic_write, plain
+from explorer.util import atomic_write, plain, print_notes
 
 CHECKPOINT_KEYS = ("spec", "state_dict")
 
@@ -46,6 +46,7 @@ def load_export_data(exp: Export, source: str, *, per_class: int | None | str = 
     d = data_settings(exp, per_class=per_class)
     data = load_data(source, per_class=d["per_class"], val_per_class=d["val_per_class"],
                      resolution=d["resolution"], seed=d["seed"])
+    print_notes(data.notes)
     if data.num_classes != exp.spec.num_classes:
         raise UserError(f"{source} has {data.num_classes} classes but the spec has num_classes="
                         f"{exp.spec.num_classes}; pass the study's dataset with --data")
@@ -70,7 +71,9 @@ def retrain(exp: Export, data, *, settings: dict[str, Any], device: str,
 
     model = seeded_model(exp.spec, settings["seed"])
     res = train(model, data, device=device, progress=progress, on_epoch_end=on_epoch_end, **settings)
+    seen = len(data.notes)
     test = data.test()
+    print_notes(data.notes[seen:])  # the test split's own skipped files or cache repairs
     test_acc, test_loss = evaluate(model, test.x, test.y, mean=data.mean, std=data.std, device=device)
     metrics = {"test_acc": test_acc, "test_loss": test_loss, "test_images": len(test.y),
                "val_acc": res.final_acc, "best_val_acc": res.best_acc, "curve": res.val_acc,

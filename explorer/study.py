@@ -35,7 +35,7 @@ from explorer.objective import InvalidSpec, TrialRunner, format_outcome, outcome
 from explorer.runtime import check_device
 from explorer.space import Space
 from explorer.store import attrs as A
-from explorer.util import defer_interrupts, si
+from explorer.util import defer_interrupts, print_notes, si
 
 FEASIBILITY_SAMPLES = 2000
 MAX_INFEASIBLE_STREAK = 1000
@@ -222,8 +222,10 @@ def load_data_for(config: StudyConfig, data_path: str):
     from explorer.data import load_data
 
     d = config.data
-    return load_data(data_path, per_class=d.per_class, val_per_class=d.val_per_class,
+    data = load_data(data_path, per_class=d.per_class, val_per_class=d.val_per_class,
                      resolution=d.resolution, seed=d.seed)
+    print_notes(data.notes)
+    return data
 
 
 # --- the run loop ----------------------------------------------------------------------

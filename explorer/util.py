@@ -9,10 +9,11 @@ import math
 import numbers
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 SI = (("G", 1e9), ("M", 1e6), ("k", 1e3))
 
@@ -130,3 +131,9 @@ def defer_interrupts() -> Iterator[None]:
                 handler(signum, frame)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """Print one-line library notes (skipped files, a repaired cache) to stderr for the user."""
+    for note in notes:
+        print(f"explorer: note: {note}", file=sys.stderr, flush=True)

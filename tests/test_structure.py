@@ -35,7 +35,7 @@ LAYERS = (
     ("explorer/exportfile.py", 3), ("explorer/retrain.py", 3), ("explorer/calibration.py", 3),
     ("explorer/onnx_export.py", 3),
     ("explorer/store/", 2),
-    ("explorer/config.py", 1), ("explorer/space.py", 1), ("explorer/train.py", 1), ("explorer/data.py", 1),
+    ("explorer/config.py", 1), ("explorer/space.py", 1), ("explorer/train.py", 1), ("explorer/data.py", 1), ("explorer/data_cache.py", 1),
     ("explorer/pareto.py", 1), ("explorer/early_stop.py", 1), ("explorer/datasource.py", 1),
     ("explorer/util.py", 1), ("explorer/budgets.py", 1), ("explorer/runtime.py", 1), ("explorer/yamlio.py", 1),
     ("explorer/costtable.py", 1),
