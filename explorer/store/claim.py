@@ -66,17 +66,25 @@ def tune_heartbeat(study, interval: int | None, grace: int | None) -> None:
 
 def count_done(study) -> int:
     """Finished trials that count toward n_trials: trained or reused (COMPLETE/PRUNED, feasible)."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return sum(1 for t in trials if not t.user_attrs.get(A.INFEASIBLE))
+    return claim_counts(study)[0]
 
 
 def claim_counts(study) -> tuple[int, int]:
-    """(trials that count as done, RUNNING trials) across every worker."""
+    """(trials that count as done, RUNNING trials) across every worker, from ONE read.
+
+    Two reads would race with another worker finishing a trial in between (workers tell
+    outside the lock): read "done" first and "running" second, and that trial is counted in
+    neither, so one trial too many starts (seen on PostgreSQL with three workers).
+    """
     from optuna.trial import TrialState
 
-    return count_done(study), len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    done = running = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING:
+            running += 1
+        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get(A.INFEASIBLE):
+            done += 1
+    return done, running
 
 
 def fail_stale(study) -> list[int]:
