@@ -25,6 +25,7 @@ from dashboards import loading as ld
 from explorer import pareto
 from explorer.budgets import STUDY_BUDGETS
 from explorer.errors import UserError
+from explorer.store.table import latency_settings
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
 NO_LIMIT = "no limit"
@@ -226,7 +227,7 @@ def budgets_and_filters(frame: pd.DataFrame, knob_meta: dict) -> np.ndarray:
     """Budget sliders and knob filters (sidebar); True where a trial passes them all."""
     limits, ranges = {}, {}
     with st.sidebar.expander("Budgets and filters"):
-        for col in (*STUDY_BUDGETS, "latency_ms"):  # a study's budgets, and latency where stored
+        for col in STUDY_BUDGETS:  # a study's budgets (latency where stored)
             label = LIMIT_LABELS[col]
             options = _limit_options(frame[col].to_numpy(dtype=float))
             if len(options) > 1:
@@ -290,6 +291,12 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
     cols[4].metric("outside your budget/filter", int(counts.get("excluded", 0)))
     st.plotly_chart(fig, key="pareto_chart", on_select=_remember_selection,
                     selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+    settings = latency_settings(frame) if view["size"] == "latency_ms" else {}
+    if len(settings) > 1:  # never compare latencies of different settings without saying so
+        st.warning(f"These latencies were measured on {len(settings)} different settings and do not compare "
+                   "across them: " + "; ".join(f"{k} ({len(v)} trials)" for k, v in settings.items()))
+    elif settings:
+        st.caption(f"Latency: median ms per forward pass on {next(iter(settings))}.")
     picked = selected_frame(frame)
     if len(picked):
         st.caption(f"{len(picked)} trial(s) selected: see Trial detail, or export them in "
@@ -330,8 +337,8 @@ def detail_tab(frame, roles, view, url) -> None:
         st.dataframe(pd.DataFrame({"knob": list(knobs), "value": [_show(v) for v in knobs.values()]}),
                      hide_index=True)
         st.markdown("**Timings and provenance**")
-        fields = ("train_seconds", "images_per_s", "duration_s", "seed", "device", "spec_id",
-                  "duplicate_of", "over_budget", "pruned_reason", "git_rev")
+        fields = ("train_seconds", "images_per_s", "duration_s", "seed", "device", "latency_setting",
+                  "spec_id", "duplicate_of", "over_budget", "pruned_reason", "git_rev")
         st.dataframe(pd.DataFrame({"field": fields, "value": [_show(row[c]) for c in fields]}),
                      hide_index=True)
     with right:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from explorer import quiet
 from explorer.config import DataConfig, TrainerConfig
 from explorer.datasource import dataset_name
 from explorer.errors import SpecError, UserError
@@ -50,7 +51,8 @@ def calibrate(exp: Export, data, *, seeds: Sequence[int], device: str,
     accs, ends, start = [], [], time.perf_counter()
     for i, seed in enumerate(seeds, 1):
         t0 = time.perf_counter()
-        res = train(seeded_model(exp.spec, seed), data, device=device, **{**settings, "seed": seed})
+        with quiet.training() as pause:  # a latency measurement on this machine pauses it
+            res = train(seeded_model(exp.spec, seed), data, device=device, pause=pause, **{**settings, "seed": seed})
         accs.append(float(res.final_acc))
         ends.append(res.end)
         left = (time.perf_counter() - start) / i * (len(seeds) - i)

@@ -16,9 +16,10 @@ from typing import Any
 import yaml
 
 from explorer import yamlio
-from explorer.budgets import INT_COSTS, STUDY_BUDGETS
+from explorer.budgets import ANALYTIC_BUDGETS, INT_COSTS, MEASURED, STUDY_BUDGETS
 from explorer.early_stop import SizeAwareRule
 from explorer.errors import UserError
+from explorer.latency import LATENCY_LIMITS, LatencyConfig
 from explorer.spec import BYPASSES, MAX_FIRE, RANGES, STEMS
 from explorer.util import is_int as _is_int
 from explorer.util import is_number as _is_num
@@ -160,6 +161,7 @@ class StudyConfig:
     budgets: tuple[tuple[str, float], ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     early_stop: EarlyStopConfig | None = None
+    latency: LatencyConfig | None = None  # set when latency_ms is an objective, a budget, or asked for
     n_trials: int | None = None
     timeout_s: float | None = None
     check_fvcore: bool = True
@@ -189,7 +191,7 @@ class StudyConfig:
             "sampler": asdict(self.sampler),
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
             "n_trials": self.n_trials, "timeout_s": self.timeout_s,
-            "check_fvcore": self.check_fvcore,
+            "check_fvcore": self.check_fvcore, **({"latency": asdict(self.latency)} if self.latency else {}),
         }
 
     @classmethod
@@ -202,7 +204,7 @@ class StudyConfig:
         d = self.to_dict()
         data = dict(d["data"], source=None)  # paths differ between machines
         return {"space": d["space"], "objectives": d["objectives"], "budgets": d["budgets"],
-                "data": data, "trainer": d["trainer"]}
+                "data": data, "trainer": d["trainer"], "latency": d.get("latency")}
 
     def with_overrides(self, **changes: Any) -> "StudyConfig":
         """A copy with top-level fields replaced (n_trials, timeout_s, storage)."""
@@ -295,7 +297,7 @@ def _opt(check):
 def _parse(data: Any, source: str) -> StudyConfig:
     ctx = _Ctx(source)
     top = ("name", "description", "storage", "data", "trainer", "space", "objectives",
-           "budgets", "sampler", "early_stop", "n_trials", "timeout_s", "check_fvcore")
+           "budgets", "sampler", "early_stop", "n_trials", "timeout_s", "check_fvcore", "latency")
     _check_keys(ctx, data, top, "", None, "")
     if "name" not in data:
         ctx.fail(data, "name", "name", "missing; every study needs a name (letters, digits, -, _)")
@@ -313,6 +315,7 @@ def _parse(data: Any, source: str) -> StudyConfig:
         budgets=_parse_budgets(ctx, data),
         sampler=_parse_sampler(ctx, data),
         early_stop=_parse_early_stop(ctx, data),
+        latency=_parse_latency(ctx, data),
         n_trials=_get(ctx, data, "n_trials", "", None, _opt(_pos_int), "an integer >= 1"),
         timeout_s=_get(ctx, data, "timeout_s", "", None, _opt(lambda v: _is_num(v) and v > 0),
                        "a number of seconds > 0"),
@@ -470,9 +473,18 @@ def _parse_early_stop(ctx: _Ctx, data: dict) -> EarlyStopConfig | None:
         quantile=float(_get(ctx, m, "quantile", p, d.quantile, lambda v: _is_num(v) and 0 < v < 1, "in (0, 1)")),
         size_factor=float(_get(ctx, m, "size_factor", p, d.size_factor, lambda v: _is_num(v) and v >= 1,
                                "a number >= 1")),
-        size_by=_get(ctx, m, "size_by", p, d.size_by, lambda v: v in STUDY_BUDGETS,
-                     "one of " + ", ".join(STUDY_BUDGETS)),
+        size_by=_get(ctx, m, "size_by", p, d.size_by, lambda v: v in ANALYTIC_BUDGETS,
+                     "one of " + ", ".join(ANALYTIC_BUDGETS)),
     )
+
+
+def _parse_latency(ctx: _Ctx, data: dict) -> LatencyConfig | None:
+    """The `latency:` section; implied by latency_ms in objectives or budgets."""
+    m, named = data.get("latency"), set(data.get("objectives") or []) | set(data.get("budgets") or {})
+    if (m is None or m is False) and not named & set(MEASURED):
+        return None
+    src = {"latency": {}} if m is None or isinstance(m, bool) else data  # true: the defaults
+    return LatencyConfig(**_parse_limited(ctx, src, "latency", LatencyConfig, LATENCY_LIMITS))
 
 
 def _parse_space(ctx: _Ctx, data: dict) -> tuple[Knob, ...]:

@@ -8,7 +8,8 @@ calibrated; `explorer.spec.load_spec` reads its `spec:`:
     provenance:  study, trial, storage (password masked), spec_id, state, seed, device,
                  trainer (the study's trainer settings), data (its data settings),
                  objectives, selection, versions, git_rev, exported_at
-    metrics:     the trial's val_acc, best_val_acc, curve, val_loss, train_seconds, ...
+    metrics:     the trial's val_acc, best_val_acc, curve, val_loss, train_seconds, ..., and
+                 where measured latency_ms, latency_spread, latency_setting, latency (the setting)
     cost:        params, macs, activations, ..., size_mb, size_mib, ..., and `units`
     noise:       (calibrate) k, seeds, accs, mean, std of the final val accuracy
 """
@@ -48,7 +49,7 @@ UNITS = {
 }
 SUMMARY_COLUMNS = ("study", "trial", "file", "spec_id", "val_acc", "acc_mean", "acc_std",
                    "acc_used", "acc_std_used", "acc_std_source", "params", "macs", "size_mb", "size_mib",
-                   "pareto", "within_noise_of", "tied_with_best", "pick")
+                   "latency_ms", "latency_setting", "pareto", "within_noise_of", "tied_with_best", "pick")
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -73,7 +74,8 @@ def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[
             "selection": selection, "versions": attrs.get(A.VERSIONS), "git_rev": attrs.get(A.GIT_REV),
             "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     doc: dict[str, Any] = {"spec": spec.to_dict(), "provenance": plain(prov),
-                           "metrics": plain({k: attrs[k] for k in A.RESULT_ATTRS if k in attrs}),
+                           "metrics": plain({k: attrs[k] for k in (*A.RESULT_ATTRS, *A.MEASURED_ATTRS)
+                                             if k in attrs}),
                            "cost": {**estimate_cost(spec).to_dict(), "units": dict(UNITS)}}
     if noise:
         doc["noise"] = plain(noise)
@@ -109,7 +111,7 @@ def summary_row(rec: StudyRecord, c: Chosen, on_front: bool) -> dict[str, Any]:
     return {"study": rec.name, "trial": c.trial.number, "file": c.file, "spec_id": a.get(A.SPEC_ID),
             "val_acc": a.get(A.VAL_ACC), "acc_mean": noise.get(A.ACC_MEAN), "acc_std": noise.get(A.ACC_STD),
             "acc_used": plain(c.acc), "acc_std_used": plain(c.std), "acc_std_source": c.std_source,
-            **{k: a.get(k) for k in (A.PARAMS, A.MACS, A.SIZE_MB, A.SIZE_MIB)},
+            **{k: a.get(k) for k in (A.PARAMS, A.MACS, A.SIZE_MB, A.SIZE_MIB, A.LATENCY_MS, A.LATENCY_SETTING)},
             "pareto": on_front, "within_noise_of": c.tied_with, "tied_with_best": c.tied_with_best,
             "pick": c.pick}
 

@@ -8,6 +8,10 @@ with Optuna constraints set so samplers learn, never trained); an identical netw
 its cost cross-checked with fvcore (a disagreement is a bug: the trial fails loudly and
 the run stops), trained with early stopping, and every figure needed to rebuild the
 result is stored. Ctrl-C fails the trial (reason `interrupted`) and enqueues it again.
+Where the study measures latency (explorer.latency), a network within the analytic budgets
+is built and timed before the duplicate check and the training; over a latency budget, it
+is recorded as infeasible without training. Training runs inside explorer.quiet.training,
+so that a latency measurement anywhere on this machine pauses it.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from explorer import store
-from explorer.budgets import over_budget
+from explorer import quiet, store
+from explorer.budgets import ANALYTIC_BUDGETS, over_budget
 from explorer.config import StudyConfig
 from explorer.cost import Cost, estimate_cost
 from explorer.early_stop import Peer, SizeAwareRule
 from explorer.errors import SpecError
-from explorer.runtime import git_revision, package_versions
+from explorer.latency import Latency, latency_of, setting_for
+from explorer.runtime import check_device, git_revision, package_versions
 from explorer.space import Space
 from explorer.spec import spec_id as spec_id_of
 from explorer.store import attrs as A
@@ -48,6 +53,7 @@ class Outcome:
     val_acc: float | None = None
     seconds: float = 0.0
     note: str = ""
+    latency_ms: float | None = None
 
 
 class TrialRunner:
@@ -62,11 +68,19 @@ class TrialRunner:
         self.heartbeats = store.uses_own_heartbeat(self.storage)
         self.beat = store.Heartbeat(self.storage) if self.heartbeats else None
         self.rule = _size_rule(config)
+        if config.latency and config.latency.device:
+            check_device(config.latency.device)
         self.versions, self.git_rev = package_versions(), git_revision()
         self.worker = store.Worker.this()
         self._seen: set[int] = set()
         self.done_by_spec: dict[str, Any] = {}  # spec_id -> first COMPLETE trained trial
         self.peers: list[Peer] = []
+
+    def exhausted(self) -> bool:
+        """A grid study with a latency budget has visited every point (which it cuts is known only once timed)."""
+        if self.config.sampler.name != "grid" or A.LATENCY_MS not in self.config.budget:
+            return False
+        return self.study.sampler.is_exhausted(self.study)
 
     def refresh(self) -> None:
         """Index finished trials not seen before: duplicates by spec_id, peers for early stop."""
@@ -125,32 +139,59 @@ class TrialRunner:
                   A.SIZE_MIB: cost.size_mib, A.SEED: self.config.trainer.seed,
                   A.DEVICE: self.device, A.VERSIONS: self.versions, A.GIT_REV: self.git_rev}
         for k, v in self.config.budget.items():
-            trial.set_constraint(k, getattr(cost, k) / v - 1.0)
+            if k in ANALYTIC_BUDGETS:
+                trial.set_constraint(k, getattr(cost, k) / v - 1.0)
         reason = over_budget(cost, self.config.budget)
         if reason:
             self._set(trial, {**record, A.INFEASIBLE: True, A.OVER_BUDGET: reason})
             return self._values(0.0, cost)
+        model, lat = None, None
+        if self.config.latency is not None:
+            model = self._build(spec)
+            lat = self._latency(model, spec, sid)
+            record.update(_latency_attrs(lat))
+            if A.LATENCY_MS in self.config.budget:
+                trial.set_constraint(A.LATENCY_MS, lat.ms / self.config.budget[A.LATENCY_MS] - 1.0)
+            reason = over_budget({A.LATENCY_MS: lat.ms}, self.config.budget)
+            if reason:
+                self._set(trial, {**record, A.INFEASIBLE: True, A.OVER_BUDGET: reason})
+                return self._values(0.0, cost, lat)
         self.refresh()
         dup = self.done_by_spec.get(sid)
         if dup is not None:
             copied = {k: dup.user_attrs[k] for k in A.RESULT_ATTRS if k in dup.user_attrs}
             self._set(trial, {**record, **copied, A.INFEASIBLE: False, A.DUPLICATE_OF: dup.number})
-            return list(dup.values)
+            return self._values(float(dup.values[0]), cost, lat)  # its accuracy, this trial's latency
         self._set(trial, {**record, A.INFEASIBLE: False})
-        res, pruned = self._train(trial, spec, cost)
+        res, pruned = self._train(trial, model, spec, cost)
         self._set(trial, {**_result_attrs(res, pruned), **({A.PRUNED_REASON: pruned} if pruned else {})})
         if pruned:
             raise optuna.TrialPruned(pruned)
-        return self._values(float(res.final_acc), cost)
+        return self._values(float(res.final_acc), cost, lat)
 
-    def _values(self, acc: float, cost: Cost) -> list[float]:
-        return [acc] + [float(getattr(cost, o)) for o in self.config.objectives[1:]]
+    def _values(self, acc: float, cost: Cost, lat: Latency | None = None) -> list[float]:
+        """The objective values; a latency not measured (over an analytic budget) is +inf."""
+        def value(o: str) -> float:
+            if o == A.LATENCY_MS:
+                return lat.ms if lat is not None else float("inf")
+            return float(getattr(cost, o))
 
-    def _train(self, trial, spec, cost: Cost):
-        """Build, cross-check with fvcore, train with early stopping; (result, pruned reason)."""
+        return [acc] + [value(o) for o in self.config.objectives[1:]]
+
+    def _build(self, spec):
+        """The trial's network with its seeded initial weights (export/retrain redraws the same)."""
         from explorer.model import seeded_model
 
-        model = seeded_model(spec, self.config.trainer.seed)  # export/retrain redraws the same weights
+        return seeded_model(spec, self.config.trainer.seed)
+
+    def _latency(self, model, spec, sid: str) -> Latency:
+        """The network's latency under the study's setting on this machine (cached, or timed in quiet)."""
+        cfg = self.config.latency
+        return latency_of(model, sid, setting_for(cfg, self.device, spec.input_size), cfg)
+
+    def _train(self, trial, model, spec, cost: Cost):
+        """Build (unless built), cross-check with fvcore, train with early stopping; (result, pruned reason)."""
+        model = model if model is not None else self._build(spec)
         if self.config.check_fvcore:
             check_fvcore(model, spec, cost)
         epochs = self.config.trainer.epochs
@@ -170,8 +211,16 @@ class TrialRunner:
             return state["pruned"] is not None
 
         kw = asdict(self.config.trainer)
-        res = self.trainer(model, self.data, device=self.device, on_epoch_end=on_epoch_end, **kw)
+        with quiet.training() as pause:  # a latency measurement on this machine pauses it
+            res = self.trainer(model, self.data, device=self.device, on_epoch_end=on_epoch_end,
+                               pause=pause, **kw)
         return res, state["pruned"]
+
+
+def _latency_attrs(lat: Latency) -> dict[str, Any]:
+    """The stored figures of a latency: median, spread, its setting's label, and every detail."""
+    return {A.LATENCY_MS: lat.ms, A.LATENCY_SPREAD: lat.spread, A.LATENCY_SETTING: lat.setting.label(),
+            A.LATENCY: lat.to_dict()}
 
 
 def _result_attrs(res, pruned: str | None) -> dict[str, Any]:
@@ -228,7 +277,7 @@ def outcome(t) -> Outcome:
         note = a[A.END]
     seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else 0.0
     return Outcome(t.number, t.state.name, dict(t.params), a.get(A.PARAMS), a.get(A.MACS), a.get(A.VAL_ACC),
-                   seconds, note or "")
+                   seconds, note or "", a.get(A.LATENCY_MS))
 
 
 def format_outcome(o: Outcome) -> str:
@@ -236,6 +285,7 @@ def format_outcome(o: Outcome) -> str:
     knobs = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in o.knobs.items())
     acc = f"{o.val_acc:.3f}" if o.val_acc is not None else "-"
     params, macs = si(o.params), si(o.macs)
-    line = (f"#{o.number:<4d} {o.state:<8s} val_acc {acc:>5s}  params {params:>6s}  MACs {macs:>6s}  "
+    latency = f"  latency {o.latency_ms:.3g} ms" if o.latency_ms is not None else ""
+    line = (f"#{o.number:<4d} {o.state:<8s} val_acc {acc:>5s}  params {params:>6s}  MACs {macs:>6s}{latency}  "
             f"{o.seconds:6.1f}s  {knobs}")
     return line + (f"  [{o.note}]" if o.note else "")

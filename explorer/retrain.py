@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from explorer import quiet
 from explorer.config import DataConfig, TrainerConfig
 from explorer.costtable import format_table
 from explorer.datasource import resolve_source
@@ -70,7 +71,9 @@ def retrain(exp: Export, data, *, settings: dict[str, Any], device: str,
     from explorer.train import evaluate, train
 
     model = seeded_model(exp.spec, settings["seed"])
-    res = train(model, data, device=device, progress=progress, on_epoch_end=on_epoch_end, **settings)
+    with quiet.training() as pause:  # a latency measurement on this machine pauses it
+        res = train(model, data, device=device, progress=progress, on_epoch_end=on_epoch_end, pause=pause,
+                    **settings)
     seen = len(data.notes)
     test = data.test()
     print_notes(data.notes[seen:])  # the test split's own skipped files or cache repairs
@@ -192,7 +195,18 @@ def _result_lines(exp: Export, metrics: dict[str, Any], run: dict[str, Any]) -> 
         lines.append(f"- in the study's short trial: val accuracy {100 * study_acc:.2f}%"
                      + (f"; seed noise over {noise['k']} seeds: {100 * noise['mean']:.2f}% "
                         f"± {100 * noise['std']:.2f}% (std)" if noise.get("std") is not None else ""))
-    return lines
+    return lines + _latency_lines(exp.doc.get("metrics") or {})
+
+
+def _latency_lines(metrics: dict[str, Any]) -> list[str]:
+    """The study's latency of this network, with the setting it belongs to (none if not measured)."""
+    ms, spread = metrics.get("latency_ms"), metrics.get("latency_spread")
+    if not isinstance(ms, (int, float)):
+        return []
+    ci = f" (95% CI of the median ±{100 * spread:.1f}%)" if isinstance(spread, (int, float)) else ""
+    return [f"- latency {ms:.3g} ms per forward pass, median{ci}, measured in the study on "
+            f"{metrics.get('latency_setting') or 'an unrecorded setting'}; it compares only with "
+            "latencies measured on the same setting"]
 
 
 def _provenance_lines(exp: Export, run: dict[str, Any]) -> list[str]:

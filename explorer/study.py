@@ -86,7 +86,7 @@ def check_space(config: StudyConfig, num_classes: int = 10, samples: int = FEASI
         raise UserError(f"{config.name}: no point of the search space is a valid network "
                         f"({first_error}); widen the space or fix the fixed knobs")
     if invalid + over == n:
-        figures = ", ".join(f"{k} {si(getattr(smallest, k))}" for k in budgets)
+        figures = ", ".join(f"{k} {si(getattr(smallest, k))}" for k in budgets if hasattr(smallest, k))
         raise UserError(f"{config.name}: no point of the search space meets the budgets "
                         f"{budget_text(budgets)} (the smallest of {n} points checked has {figures}); "
                         "raise the budgets or shrink the space")
@@ -192,7 +192,7 @@ def _check_same_study(study, config: StudyConfig, storage_url: str) -> None:
                         "explorer; choose another name")
     old = StudyConfig.from_dict(stored, source="stored config").identity()
     new = config.identity()
-    for part in ("space", "objectives", "budgets", "data", "trainer"):
+    for part in ("space", "objectives", "budgets", "data", "trainer", "latency"):
         if old[part] != new[part]:
             diff = _first_difference(old[part], new[part], part)
             raise UserError(f"study {config.name!r} already exists in {store.mask_url(storage_url)} "
@@ -288,7 +288,7 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     old_term = _term_as_interrupt()
     try:
         store.work(study, runner, target=n_trials, lock=lock, timeout_s=timeout_s,
-                   catch=(InvalidSpec,), on_trial=after, stop=lambda: stopping[0], out=out)
+                   catch=(InvalidSpec,), on_trial=after, stop=lambda: stopping[0] or runner.exhausted(), out=out)
     except KeyboardInterrupt:
         summary.interrupted = True
         store.interrupted(study, lock)  # fail + requeue atomically for the other workers
@@ -329,6 +329,8 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     url = storage_url or config.storage or store.default_storage_url(config.name)
     check_space(config)
     device = check_device(device)
+    if config.latency and config.latency.device:  # a named latency device must be here too
+        check_device(config.latency.device)
     # Everything is checked, and the data loaded, before the study is created or changed.
     if data is None:
         path = require(resolve_source(data_path, config.data.source, missing=(

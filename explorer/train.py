@@ -9,8 +9,10 @@ loss ends the run as "diverged" (never an exception); a network whose every outp
 exactly 0 on the whole validation split after an epoch ends it as "dead" (SqueezeNet's
 ReLU after the final convolution can die: no gradient reaches anything any more, so
 further epochs cannot help); `time_budget_s` is checked every step;
-`on_epoch_end(epoch, metrics)` returning True stops the run ("stopped").
-Deterministic on CPU for a given seed. Prints nothing.
+`on_epoch_end(epoch, metrics)` returning True stops the run ("stopped"); `pause()`, if
+given, is called between steps and evaluation batches and returns the seconds it waited
+(explorer.quiet: a latency measurement elsewhere on the machine), which are kept out of the
+time budget and of train_seconds. Deterministic on CPU for a given seed. Prints nothing.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
           ema: float | None = None, tta: bool = False, compile: bool = False,
           channels_last: bool = True, eval_batch_size: int = 1024,
           on_epoch_end: Callable[[int, dict], bool | None] | None = None,
-          progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+          progress: Callable[[int, int, float], None] | None = None,
+          pause: Callable[[], float] | None = None) -> TrainResult:
     """Train `model` on `data.train`, evaluating on `data.val` after every epoch.
 
     `data` needs `train` and `val` (x uint8 (N, 3, H, W), y) plus `mean` and `std`.
@@ -100,6 +103,9 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
         perm = torch.randperm(n, device=device, generator=g)
         bad = torch.zeros((), dtype=torch.bool, device=device)
         for i in range(steps_per_epoch):
+            if pause is not None:
+                waited = pause()
+                start, t0 = start + waited, t0 + waited  # a pause is not training time
             idx = perm[i * bs:(i + 1) * bs]
             xb = norm(augment(x_train[idx], pad, flip, g), fmt)
             for group in opt.param_groups:
@@ -133,7 +139,8 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
         stats: dict[str, float] = {}
         acc, loss_val = evaluate(eval_model, x_val, y_val, mean=data.mean, std=data.std,
                                  batch_size=eval_batch_size, device=device, tta=tta,
-                                 channels_last=channels_last, stats=stats)
+                                 channels_last=channels_last, stats=stats, pause=pause)
+        start += stats["paused_s"]
         result.val_acc.append(acc)
         result.val_loss.append(loss_val)
         if result.end == "time_budget":
@@ -155,10 +162,12 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
              batch_size: int = 1024, device: str | torch.device = "cpu", tta: bool = False,
-             channels_last: bool = True, stats: dict | None = None) -> tuple[float, float]:
+             channels_last: bool = True, stats: dict | None = None,
+             pause: Callable[[], float] | None = None) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of `model` on uint8 images; `tta` averages flips.
 
-    `stats`, if given, receives `max_abs_output`: the largest |logit| seen (0.0: a dead network).
+    `stats`, if given, receives `max_abs_output`: the largest |logit| seen (0.0: a dead network),
+    and `paused_s`: the seconds `pause()` (called between batches, see `train`) waited.
     """
     device = torch.device(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -168,8 +177,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
     norm = _Normalise(mean, std, device)
     correct, loss_sum = 0, 0.0
     max_abs = torch.zeros((), device=device)
+    paused = 0.0
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for i in range(0, len(y), batch_size):
+            paused += pause() if pause is not None else 0.0
             xb = norm(x[i:i + batch_size].to(device).permute(0, 2, 3, 1), fmt)
             yb = y[i:i + batch_size].to(device)
             logits = model(xb).float()
@@ -181,6 +192,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
     model.train(was_training)
     if stats is not None:
         stats["max_abs_output"] = float(max_abs)
+        stats["paused_s"] = paused
     n = max(len(y), 1)
     return correct / n, loss_sum / n
 

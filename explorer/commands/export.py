@@ -58,17 +58,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def table(rows: list[dict], size_key: str) -> str:
-    """The summary as an aligned text table."""
+    """The summary as an aligned text table (a latency column where any trial has one)."""
+    timed = any(r.get("latency_ms") is not None for r in rows)
     head = ["trial", "val_acc %", "compared %", "± std %", "params", "MACs", "size MB",
-            "within noise of", "file"]
+            *(["latency ms"] if timed else []), "within noise of", "file"]
     body = [[f"#{r['trial']}", _pct(r["val_acc"]), _pct(r["acc_used"]) + ("*" if r["acc_mean"] is not None else " "),
              _pct(r["acc_std_used"]), _n(r["params"]),
              _n(r["macs"]), f"{r['size_mb']:.3f}" if r["size_mb"] is not None else "-",
+             *([_ms(r.get("latency_ms"))] if timed else []),
              ("#" + str(r["within_noise_of"])) if r["within_noise_of"] is not None else "",
              r["file"] + ("  <- pick" if r["pick"] else "")] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:>{w}}}" if i < 8 else f"{{:<{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head)] + [fmt.format(*b) for b in body]).rstrip()
+    fmt = "  ".join(f"{{:>{w}}}" if i < len(head) - 1 else f"{{:<{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*head)] + [fmt.format(*b) for b in body] + _latency_lines(rows)).rstrip()
+
+
+def _latency_lines(rows: list[dict]) -> list[str]:
+    """The setting the latencies belong to; a warning when the chosen trials' settings differ."""
+    settings: dict[str, list] = {}
+    for r in rows:
+        if r.get("latency_setting"):
+            settings.setdefault(r["latency_setting"], []).append(f"#{r['trial']}")
+    if len(settings) == 1:
+        return [f"latency: median ms per forward pass on {next(iter(settings))}"]
+    warn = [f"warning: these latencies were measured on {len(settings)} different settings and do not "
+            "compare across them:"] if settings else []
+    return warn + [f"  {label}: {', '.join(trials)}" for label, trials in settings.items()]
 
 
 def footer(chosen, k: float, out: Path) -> str:
@@ -89,6 +104,10 @@ def footer(chosen, k: float, out: Path) -> str:
 
 def _pct(v) -> str:
     return f"{100 * v:.2f}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def _ms(v) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
 
 
 def _n(v) -> str:

@@ -46,6 +46,23 @@ def report(df, name: str, url: str, objectives: list[str]) -> str:
     return "\n".join(lines)
 
 
+def latency_note(rows, compared: bool) -> list[str]:
+    """Which setting the rows' latencies were measured on; a warning when they differ."""
+    from explorer.store.table import latency_settings
+
+    settings = latency_settings(rows)
+    if len(settings) == 1:
+        return [f"latency: median ms per forward pass on {next(iter(settings))}"]
+    if not settings:
+        return []
+    lines = [f"warning: these latencies were measured on {len(settings)} different settings and do "
+             "not compare across them" + (" (the front above compares them all the same):" if compared else ":")]
+    for label, numbers in settings.items():
+        shown = ", ".join(f"#{n}" for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
+        lines.append(f"  {label}: {len(numbers)} trial(s) ({shown})")
+    return lines
+
+
 def front_table(df, objectives: list[str]) -> str:
     """The current Pareto front (feasible, trained COMPLETE trials) as a table with units."""
     import numpy as np
@@ -62,14 +79,17 @@ def front_table(df, objectives: list[str]) -> str:
                       done[costs].to_numpy(float, na_value=np.nan))
     front = done[mask].sort_values(costs[0])
     knobs = ("stem", "base_e", "incr_e", "pct_3x3", "sr", "n_fire", "pools", "bypass")
-    header = ["trial", "val_acc %", "params", "MACs", "size MB", *knobs]
+    timed = bool(front["latency_ms"].notna().any())
+    header = ["trial", "val_acc %", "params", "MACs", "size MB", *(["latency ms"] if timed else []), *knobs]
     rows = [[f"#{r['number']}", f"{100 * r['val_acc']:.1f}", f"{int(r['params']):,}",
              si(r["macs"], ".2f", small="g"), f"{r['size_mb']:.3f}",
+             *([f"{r['latency_ms']:.3g}" if r["latency_ms"] == r["latency_ms"] else "-"] if timed else []),
              *(_knob(r.get(f"knob_{k}")) for k in knobs)] for _, r in front.iterrows()]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)
     title = f"Pareto front (max val_acc, min {', '.join(costs)}): {len(front)} of {len(done)} trained trials"
-    return "\n".join([title, fmt.format(*header)] + [fmt.format(*row) for row in rows])
+    table = [title, fmt.format(*header)] + [fmt.format(*row) for row in rows]
+    return "\n".join(table + latency_note(done, "latency_ms" in costs))
 
 
 def _knob(v) -> str:

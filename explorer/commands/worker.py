@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         ran = store.work(study, joined.runner, target=target, lock=lock, poll_s=args.poll,
-                         timeout_s=joined.config.timeout_s, catch=(InvalidSpec,),
+                         timeout_s=joined.config.timeout_s, catch=(InvalidSpec,), stop=joined.runner.exhausted,
                          on_trial=lambda s, t: print(format_outcome(outcome(t)), flush=True))
     except KeyboardInterrupt:
         store.interrupted(study, lock)

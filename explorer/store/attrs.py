@@ -19,7 +19,11 @@ TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
 SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
 INFEASIBLE, OVER_BUDGET, DUPLICATE_OF, PRUNED_REASON = "infeasible", "over_budget", "duplicate_of", "pruned_reason"
 FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
-LATENCY_MS = "latency_ms"  # not written by explorer yet; the dashboard plots it where a trial has it
+# Where the study measures latency (explorer.latency): the median ms per forward pass, the
+# relative half-width of its 95% CI, the setting's label (latencies compare only under equal
+# labels) and the whole measurement (setting fields, runs, quiet, cached) as a mapping.
+LATENCY_MS, LATENCY_SPREAD, LATENCY_SETTING, LATENCY = MEASURED_ATTRS = (
+    "latency_ms", "latency_spread", "latency_setting", "latency")
 # A trial's seed-noise estimate: its own attrs, else merged from the study's calibration.
 ACC_MEAN, ACC_STD, ACC_SEEDS = NOISE_ATTRS = ("acc_mean", "acc_std", "acc_seeds")
 

@@ -25,8 +25,9 @@ from explorer.store import attrs as A
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_SECONDS, A.IMAGES_PER_S, A.LATENCY_MS,
-                 A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
-TEXT_ATTRS = (A.SPEC_ID, A.END, A.DEVICE, A.OVER_BUDGET, A.PRUNED_REASON, A.FAIL_REASON, A.GIT_REV)
+                 A.LATENCY_SPREAD, A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
+TEXT_ATTRS = (A.SPEC_ID, A.END, A.DEVICE, A.OVER_BUDGET, A.PRUNED_REASON, A.FAIL_REASON, A.GIT_REV,
+              A.LATENCY_SETTING)
 OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list))
 INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
 STUDY_COLUMNS = ("study", "trainer", "data", "objectives")  # the same on every row of a study
@@ -74,6 +75,15 @@ def empty_frame() -> pd.DataFrame:
              "val_loss_curve", *(name for name, _ in OBJECT_ATTRS), "values", "trainer", "data",
              "objectives", "datetime_start", "datetime_complete", "duration_s"])
     return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC_ATTRS else object) for c in cols})
+
+
+def latency_settings(frame: pd.DataFrame) -> dict[str, list[int]]:
+    """The settings the rows' latencies were measured on: label -> trial numbers (rows without one left out)."""
+    out: dict[str, list[int]] = {}
+    for label, number in zip(frame[A.LATENCY_SETTING], frame["number"]):
+        if label:
+            out.setdefault(label, []).append(int(number))
+    return out
 
 
 def knob_names(frame: pd.DataFrame) -> list[str]:
