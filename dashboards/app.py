@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import exports, figures
+from dashboards import landscape as landscape_view
 from dashboards import loading as ld
 from explorer import pareto
 from explorer.budgets import STUDY_BUDGETS
@@ -151,6 +152,8 @@ def main() -> None:
                 f"({len(frame)} trials stored). Press Refresh once trials complete.")
         if not frame.empty:
             st.dataframe(frame[["study", "number", "state", "end", "over_budget"]], hide_index=True)
+        st.subheader("What the space holds")
+        landscape_view.show(get_storage(url), chosen, frame)  # needs only the stored config
         return
     st.title("SqueezeNet design space: accuracy vs size")
     st.caption(f"{', '.join(chosen)} · {len(frame)} trials · storage {ld.mask_url(url)} (read-only)")
@@ -161,8 +164,8 @@ def main() -> None:
     final = (frame["state"] == "COMPLETE").to_numpy() & frame["duplicate_of"].isna().to_numpy()
     roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
                             frame["study"].to_numpy(), final)
-    tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export"],
-                   key="view", on_change="rerun")
+    tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",
+                    "Space landscape"], key="view", on_change="rerun")
     if tabs[0].open:
         with tabs[0]:
             pareto_tab(frame, hover, roles, view, len(chosen) > 1)
@@ -175,6 +178,9 @@ def main() -> None:
     if tabs[3].open:
         with tabs[3]:
             export_tab(frame, roles, knobs, view, url)
+    if tabs[4].open:
+        with tabs[4]:
+            landscape_view.show(get_storage(url), chosen, frame)
 
 
 def auto_refresh(url: str, studies: tuple[str, ...], fps: tuple) -> None:

@@ -38,6 +38,7 @@ from explorer.store.trials import (
     find_study,
     list_studies,
     read_study,
+    stored_config,
     study_names,
 )
 from explorer.store.urls import (
@@ -65,6 +66,6 @@ __all__ = [
     "check_url", "claim_counts", "count_done", "default_storage_url", "fail_stale", "fail_stale_trials",
     "file_lock", "finalise_own_running", "find_study", "interrupted", "journal_path", "list_studies",
     "mask_url", "open_storage", "read_study", "read_trials", "resolve_target", "retry_stale", "retry_trial",
-    "set_trial_attrs", "storage_kind", "study_id", "study_lock", "study_names", "study_storage",
+    "set_trial_attrs", "storage_kind", "stored_config", "study_id", "study_lock", "study_names", "study_storage",
     "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]

@@ -129,6 +129,12 @@ def read_study(storage, name: str, *, url: str = "",
                        calibrations(attrs))
 
 
+def stored_config(storage, name: str) -> dict[str, Any] | None:
+    """The config stored with study `name` (its user attr `config`), or None; no trial is read."""
+    config = storage.get_study_user_attrs(find_study(storage, name)).get(A.CONFIG)
+    return config if isinstance(config, dict) else None
+
+
 def list_studies(storage) -> list[dict[str, Any]]:
     """One row per study (creation order): name, objectives, directions, n_trials, description."""
     rows = []
