@@ -20,6 +20,7 @@ Measurements are cached on this machine (explorer.latency_cache) by spec_id and 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import platform
 import re
@@ -112,6 +113,7 @@ class Latency:
         return cls(setting=Setting.from_dict(d), **fields)
 
 
+@functools.lru_cache(maxsize=None)
 def describe_device(device: str) -> str:
     """The device's own name: the CPU model, or the GPU's name."""
     if device.startswith("cuda"):

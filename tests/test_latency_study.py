@@ -31,20 +31,25 @@ def fake_ms(params: int) -> float:
     return params / 10_000
 
 
-@pytest.fixture
-def timed(monkeypatch) -> list:
-    """Replace the measurement with fake_ms(params) under SETTING (or the setting in timed[0])."""
-    calls: list = []
+class FakeTiming:
+    """Stands in for explorer.latency.latency_of: fake_ms(params) under `setting`; counts the networks."""
 
-    def latency_of(model, spec_id, setting, cfg, **kw):
+    def __init__(self) -> None:
+        self.calls: list[int] = []  # the parameter count of each network timed
+        self.setting = SETTING
+
+    def __call__(self, model, spec_id, setting, cfg, **kw) -> Latency:
         params = sum(p.numel() for p in model.parameters())
-        calls.append(params)
+        self.calls.append(params)
         return Latency(ms=fake_ms(params), spread=0.01, runs=20, warmup_runs=5, seconds=0.1, quiet=True,
-                       setting=getattr(latency_of, "setting", SETTING))
+                       setting=self.setting)
 
-    monkeypatch.setattr("explorer.objective.latency_of", latency_of)
-    calls.append(latency_of)  # the test may set .setting on calls[0]
-    return calls
+
+@pytest.fixture
+def timed(monkeypatch) -> FakeTiming:
+    fake = FakeTiming()
+    monkeypatch.setattr("explorer.objective.latency_of", fake)
+    return fake
 
 
 def grid_params(cfg) -> list[int]:
@@ -61,7 +66,7 @@ def test_a_latency_budget_is_checked_before_training(tmp_path, timed):
     run(cfg, str(tmp_path / "s.journal"), trainer)
     done = trials(str(tmp_path / "s.journal"))
     assert len(done) == 6  # the grid stops once every point was visited, cut ones included
-    assert sorted(timed[1:]) == every  # each network timed once, before anything else
+    assert sorted(timed.calls) == every  # each network timed once, before anything else
     assert sorted(trainer.calls) == [p for p in every if fake_ms(p) <= 1.5]  # none over budget trained
     for t in done:
         a = t.user_attrs
@@ -81,13 +86,12 @@ def test_networks_over_an_analytic_budget_are_never_timed(tmp_path, timed):
     analytic = [t for t in done if "params" in (t.user_attrs.get("over_budget") or "")]
     assert analytic and all("latency_ms" not in t.user_attrs for t in analytic)
     assert all(t.values[1] == math.inf for t in analytic)  # never measured: no latency to minimise
-    assert sorted(timed[1:]) == sorted(t.user_attrs["params"] for t in done if t not in analytic)
+    assert sorted(timed.calls) == sorted(t.user_attrs["params"] for t in done if t not in analytic)
 
 
 def test_a_duplicate_keeps_the_accuracy_and_its_own_latency(tmp_path, timed):
     space = {**config().to_dict()["space"], "base_e": 16, "sr": {"choices": [0.25, 0.26]}}
     cfg = config(**LATENCY, space=space, n_trials=2)
-    timed[0].setting = SETTING
     run(cfg, str(tmp_path / "s.journal"), FakeTrainer())
     first, second = trials(str(tmp_path / "s.journal"))
     assert second.user_attrs["duplicate_of"] == first.number
@@ -129,7 +133,7 @@ def test_status_trials_and_exports_carry_the_latency_and_its_setting(tmp_path, t
 def test_latencies_of_different_settings_are_flagged(tmp_path, timed, capsys):
     url = str(tmp_path / "s.journal")
     run(config(**LATENCY, n_trials=3), url, FakeTrainer())
-    timed[0].setting = Setting(**{**SETTING.__dict__, "host": "host-b"})  # a worker on another machine
+    timed.setting = Setting(**{**SETTING.__dict__, "host": "host-b"})  # a worker on another machine
     run(config(**LATENCY, n_trials=6), url, FakeTrainer())
     assert main(["status", "t", "--storage", url]) == 0
     out = capsys.readouterr().out
