@@ -7,7 +7,8 @@
     forward passes timed with perf_counter, model.eval() but no warm-up, no inference mode,
     torch's default thread count, contiguous tensors (what a quick script does).
 Each of our measurements also records `cpu_share`, the CPU time it got over wall time x
-threads: below 1, processes that are not ours took turns on its cores.
+threads (below 1: processes that are not ours took turns on its cores), and `cpu_ms`, the
+median CPU time per pass, whose CV is printed too: the spread such processes cannot cause.
 
 Spread: coefficient of variation (std / mean) of `--repeats` measurements of one network
 (squeezenet_cifar at 32 px; goal <= 5% on a quiet CPU). Rank agreement: Spearman's rho
@@ -41,11 +42,12 @@ from explorer.space import Space
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ours(model, setting, shares: list[float]) -> float:
-    """Milliseconds: our measurement, in quiet; appends the CPU share it got to `shares`."""
+def ours(model, setting, extra: dict[str, list[float]]) -> float:
+    """Milliseconds: our measurement, in quiet; appends its cpu_share and cpu_ms to `extra`."""
     with measuring() as calm:
         lat = measure(model, setting, quiet=calm)
-    shares.append(lat.cpu_share)
+    extra["share"].append(lat.cpu_share)
+    extra["cpu_ms"].append(lat.cpu_ms)
     return lat.ms
 
 
@@ -88,13 +90,15 @@ def main() -> None:
     one = preset("squeezenet_cifar")
     model, setting = build_model(one), setting_for(cfg, args.device, one.input_size)
     print(f"setting: {setting.label()}")
-    a, b, shares = [], [], []
+    a, b, extra = [], [], {"share": [], "cpu_ms": []}
     for _ in range(args.repeats):  # alternated, so both see the same load
-        a.append(ours(model, setting, shares))
+        a.append(ours(model, setting, extra))
         b.append(naive(model, one.input_size))
     print(f"one network ({estimate_cost(one).macs / 1e6:.0f}M MACs), {args.repeats} repeats: "
           f"ours median {statistics.median(a):.3f} ms, CV {100 * cv(a):.2f}%; "
-          f"naive median {statistics.median(b):.3f} ms, CV {100 * cv(b):.2f}%")
+          f"naive median {statistics.median(b):.3f} ms, CV {100 * cv(b):.2f}%; "
+          f"ours in CPU time per pass {statistics.median(extra['cpu_ms']):.3f} ms, CV {100 * cv(extra['cpu_ms']):.2f}%")
+    cpu_cv = cv(extra["cpu_ms"])
 
     specs = networks(args.networks, args.max_macs)
     models = [build_model(s) for s in specs]
@@ -102,7 +106,7 @@ def main() -> None:
     for p in range(2):
         for s, m in zip(specs, models):
             st = setting_for(cfg, args.device, s.input_size)
-            passes["ours"][p].append(ours(m, st, shares))
+            passes["ours"][p].append(ours(m, st, extra))
             passes["naive"][p].append(naive(m, s.input_size))
     rho = {k: float(pd.Series(v[0]).corr(pd.Series(v[1]), method="spearman")) for k, v in passes.items()}
     low, high = min(passes["ours"][0]), max(passes["ours"][0])
@@ -111,7 +115,8 @@ def main() -> None:
           f"Spearman ours {rho['ours']:.3f}, naive {rho['naive']:.3f}")
     load_end = os.getloadavg()
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in load_end)}; our measurements got "
-          f"{100 * statistics.median(shares):.0f}% of their CPU threads (median; min {100 * min(shares):.0f}%)")
+          f"{100 * statistics.median(extra['share']):.0f}% of their CPU threads (median; min "
+          f"{100 * min(extra['share']):.0f}%)")
     print(json.dumps({
         "setting": setting.label(), "repeats": args.repeats, "networks": args.networks,
         "cv": round(cv(a), 4), "cv_naive": round(cv(b), 4), "cv_naive_over_ours": round(cv(b) / cv(a), 2),
@@ -119,7 +124,8 @@ def main() -> None:
         "spearman": round(rho["ours"], 4), "spearman_naive": round(rho["naive"], 4),
         "spearman_goal": 0.95, "spearman_met": rho["ours"] >= 0.95,
         "median_ms_one_network": round(statistics.median(a), 3),
-        "cpu_share_median": round(statistics.median(shares), 3), "cpu_share_min": round(min(shares), 3),
+        "cv_cpu_time": round(cpu_cv, 4),
+        "cpu_share_median": round(statistics.median(extra["share"]), 3), "cpu_share_min": round(min(extra["share"]), 3),
         "load_avg_start": [round(v, 2) for v in load_start], "load_avg_end": [round(v, 2) for v in load_end],
         "seconds": round(time.perf_counter() - started, 1)}))
 

@@ -9,7 +9,9 @@ of the median is within `target_spread` of it (or `max_seconds` pass); that rela
 half-width is stored as the measurement's spread. Processes not ours cannot be paused:
 `cpu_share`, the process's CPU time over wall time x threads during the timed runs, says how
 much of the CPU the measurement got (about 1 on a quiet machine with one thread; well below
-1 when other processes took turns on its cores).
+1 when other processes took turns on its cores), and `cpu_ms`, the median process CPU time
+per forward pass, is the part of the latency such processes cannot stretch (with one CPU
+thread it equals the latency on a quiet machine).
 
 A latency belongs to its `Setting` (device and its name, host, threads, batch, input size,
 memory format, precision, torch version): two latencies are comparable only when their
@@ -98,6 +100,7 @@ class Latency:
     quiet: bool  # every training of ours on this machine was paused
     setting: Setting
     cpu_share: float = math.nan  # process CPU time / (wall time x threads) over the timed runs
+    cpu_ms: float = math.nan  # median process CPU time per forward pass (all threads)
     measured_at: str = ""
     cached: bool = False
 
@@ -187,27 +190,26 @@ def measure(model, setting: Setting, *, target_spread: float = 0.02, max_seconds
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
         with torch.inference_mode(), autocast:
             warm = _warm_up(net, x, cuda)
-            cpu = time.process_time()
-            times, seconds = _timed_runs(net, x, cuda, target_spread, max_seconds)
-            cpu = time.process_time() - cpu
+            times, cpu = _timed_runs(net, x, cuda, target_spread, max_seconds)
     finally:
         torch.set_num_threads(threads)
+    seconds = sum(times)
     return Latency(ms=1e3 * statistics.median(times), spread=relative_spread(times), runs=len(times),
                    warmup_runs=warm, seconds=round(seconds, 3), quiet=quiet,
-                   cpu_share=round(cpu / (seconds * setting.threads), 3) if seconds > 0 else math.nan,
-                   setting=setting,
+                   cpu_share=round(sum(cpu) / (seconds * setting.threads), 3) if seconds > 0 else math.nan,
+                   cpu_ms=1e3 * statistics.median(cpu), setting=setting,
                    measured_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _once(net, x, cuda: bool) -> float:
-    """Seconds for one forward pass (CUDA work waited for)."""
+def _once(net, x, cuda: bool) -> tuple[float, float]:
+    """(wall, process CPU) seconds for one forward pass (CUDA work waited for)."""
     import torch
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     net(x)
     if cuda:
         torch.cuda.synchronize(x.device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _warm_up(net, x, cuda: bool) -> int:
@@ -222,18 +224,22 @@ def _warm_up(net, x, cuda: bool) -> int:
             return runs
 
 
-def _timed_runs(net, x, cuda: bool, target: float, max_seconds: float) -> tuple[list[float], float]:
-    """Runs until the median's relative CI half-width is within `target`, or the time or run cap."""
+def _timed_runs(net, x, cuda: bool, target: float, max_seconds: float) -> tuple[list[float], list[float]]:
+    """(wall, CPU) seconds per run, until the median's relative CI half-width is within `target`,
+    or the time or run cap."""
     times: list[float] = []
+    cpu: list[float] = []
     start = time.perf_counter()
     while True:
-        times.append(_once(net, x, cuda))
+        wall, used = _once(net, x, cuda)
+        times.append(wall)
+        cpu.append(used)
         n = len(times)
         if n >= MIN_RUNS and n % 5 == 0 and relative_spread(times) <= target:
             break
         if n >= MAX_RUNS or (n >= 3 and time.perf_counter() - start >= max_seconds):
             break
-    return times, time.perf_counter() - start
+    return times, cpu
 
 
 def latency_of(model, spec_id: str, setting: Setting, config: LatencyConfig, *,

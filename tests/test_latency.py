@@ -64,6 +64,7 @@ def test_measure_keeps_the_model_and_threads_as_they_were():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.get_num_threads() == threads
     assert lat.ms > 0 and lat.runs >= 20 and lat.warmup_runs >= 5 and 0 <= lat.spread <= 0.5
+    assert 0 < lat.cpu_ms and 0 < lat.cpu_share <= 1.5  # one thread: CPU time cannot much exceed wall time
     assert (lat.setting.threads, lat.setting.batch_size, lat.setting.input_size) == (1, 2, 16)
     assert lat.setting.channels_last and lat.setting.precision == "fp32"
 
