@@ -102,7 +102,8 @@ def _cost_points(space: Space, draws: list[dict[str, Any]], budgets: dict[str, f
         valid.append(cost is not None)
         for c in COSTS:
             costs[c].append(float(getattr(cost, c)) if cost is not None else math.nan)
-    frame = pd.DataFrame({PREFIX + n: [_knob_value(n, d[n]) for d in draws] for n in names})
+    frame = pd.DataFrame({PREFIX + n: [_knob_value(n, d[n]) for d in draws] for n in names},
+                         index=range(len(draws)))  # no searched knob: one network, no knob column
     frame["valid"] = np.array(valid, dtype=bool)
     for c in COSTS:
         frame[c] = np.array(costs[c], dtype=float)

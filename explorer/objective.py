@@ -145,17 +145,10 @@ class TrialRunner:
         if reason:
             self._set(trial, {**record, A.INFEASIBLE: True, A.OVER_BUDGET: reason})
             return self._values(0.0, cost)
-        model, lat = None, None
-        if self.config.latency is not None:
-            model = self._build(spec)
-            lat = self._latency(model, spec, sid)
-            record.update(_latency_attrs(lat))
-            if A.LATENCY_MS in self.config.budget:
-                trial.set_constraint(A.LATENCY_MS, lat.ms / self.config.budget[A.LATENCY_MS] - 1.0)
-            reason = over_budget({A.LATENCY_MS: lat.ms}, self.config.budget)
-            if reason:
-                self._set(trial, {**record, A.INFEASIBLE: True, A.OVER_BUDGET: reason})
-                return self._values(0.0, cost, lat)
+        model, lat, reason = self._timed(trial, spec, sid, record)
+        if reason:
+            self._set(trial, {**record, A.INFEASIBLE: True, A.OVER_BUDGET: reason})
+            return self._values(0.0, cost, lat)
         self.refresh()
         dup = self.done_by_spec.get(sid)
         if dup is not None:
@@ -184,10 +177,19 @@ class TrialRunner:
 
         return seeded_model(spec, self.config.trainer.seed)
 
-    def _latency(self, model, spec, sid: str) -> Latency:
-        """The network's latency under the study's setting on this machine (cached, or timed in quiet)."""
+    def _timed(self, trial, spec, sid: str, record: dict[str, Any]) -> tuple[Any, Latency | None, str | None]:
+        """Where the study measures latency: build and time the network (cached, or timed in quiet),
+        add the figures to `record`, set the constraint; (model, latency, over-budget reason)."""
         cfg = self.config.latency
-        return latency_of(model, sid, setting_for(cfg, self.device, spec.input_size), cfg)
+        if cfg is None:
+            return None, None, None
+        model = self._build(spec)
+        lat = latency_of(model, sid, setting_for(cfg, self.device, spec.input_size), cfg)
+        record.update(_latency_attrs(lat))
+        limit = self.config.budget.get(A.LATENCY_MS)
+        if limit is not None:
+            trial.set_constraint(A.LATENCY_MS, lat.ms / limit - 1.0)
+        return model, lat, over_budget({A.LATENCY_MS: lat.ms}, self.config.budget)
 
     def _train(self, trial, model, spec, cost: Cost):
         """Build (unless built), cross-check with fvcore, train with early stopping; (result, pruned reason)."""

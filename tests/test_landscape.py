@@ -84,6 +84,14 @@ def test_a_continuous_space_is_sampled_and_binned():
     assert again.points.equals(land.points)  # seeded
 
 
+def test_a_space_of_fixed_knobs_is_one_network(capsys):
+    cfg = StudyConfig.from_dict({**TINY, "space": {**TINY["space"], "base_e": 16, "n_fire": 4}})
+    land = ls.landscape(cfg)
+    assert land.whole and land.space_size == 1 and land.knobs == []
+    assert ls.overall(land)["params_max"] == estimate_cost(spec(16)).params
+    assert ls.to_json(land)["knobs"] == {} and len(ls.table(land)) == 1
+
+
 def test_knob_table_counts_the_trials_run_per_value():
     land = ls.landscape(StudyConfig.from_dict(TINY))
     import pandas as pd
