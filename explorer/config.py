@@ -49,6 +49,8 @@ KNOBS: dict[str, tuple[str, tuple | None]] = {
     "stem": ("cat", tuple(STEMS)),
     "bypass": ("cat", BYPASSES),
     "batchnorm": ("bool", None),
+    "head_bn": ("bool", None),
+    "head_relu": ("bool", None),
     "pools": ("pools", None),
 }
 
