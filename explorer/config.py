@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from explorer import yamlio
-from explorer.budgets import ANALYTIC_BUDGETS, INT_COSTS, MEASURED, STUDY_BUDGETS
+from explorer.budgets import ANALYTIC_BUDGETS, INT_COSTS, STUDY_BUDGETS
 from explorer.early_stop import SizeAwareRule
 from explorer.errors import UserError
-from explorer.latency import LATENCY_LIMITS, LatencyConfig
+from explorer.latency import LATENCY_LIMITS, LatencyConfig, wanted_section
 from explorer.spec import BYPASSES, MAX_FIRE, RANGES, STEMS
 from explorer.util import is_int as _is_int
 from explorer.util import is_number as _is_num
@@ -50,6 +50,8 @@ KNOBS: dict[str, tuple[str, tuple | None]] = {
     "stem": ("cat", tuple(STEMS)),
     "bypass": ("cat", BYPASSES),
     "batchnorm": ("bool", None),
+    "head_bn": ("bool", None),
+    "head_relu": ("bool", None),
     "pools": ("pools", None),
 }
 
@@ -479,12 +481,10 @@ def _parse_early_stop(ctx: _Ctx, data: dict) -> EarlyStopConfig | None:
 
 
 def _parse_latency(ctx: _Ctx, data: dict) -> LatencyConfig | None:
-    """The `latency:` section; implied by latency_ms in objectives or budgets."""
-    m, named = data.get("latency"), set(data.get("objectives") or []) | set(data.get("budgets") or {})
-    if (m is None or m is False) and not named & set(MEASURED):
-        return None
-    src = {"latency": {}} if m is None or isinstance(m, bool) else data  # true: the defaults
-    return LatencyConfig(**_parse_limited(ctx, src, "latency", LatencyConfig, LATENCY_LIMITS))
+    """The `latency:` section (explorer.latency.wanted_section: implied by latency_ms, true = defaults)."""
+    m = wanted_section(data)
+    return None if m is None else LatencyConfig(**_parse_limited(ctx, {"latency": m}, "latency", LatencyConfig,
+                                                                 LATENCY_LIMITS))
 
 
 def _parse_space(ctx: _Ctx, data: dict) -> tuple[Knob, ...]:

@@ -4,7 +4,8 @@ Conventions (fvcore's, so `macs` equals `FlopCountAnalysis(model.eval(), x).tota
 for a batch of one):
 - a convolution costs out_h * out_w * c_out * c_in * k * k multiply-adds (bias ignored);
 - BatchNorm in eval mode costs 2 per element of its input (scale and shift), as fvcore's
-  `batchnorm_flop_jit` counts it; ReLU, concat and dropout cost nothing;
+  `batchnorm_flop_jit` counts it; ReLU, concat and dropout cost nothing; the optional
+  BatchNorm before conv10 (`head_bn`) is counted in conv10's row;
 - the global average pool costs 1 per input element;
 - max-pools and the bypass additions are "unsupported" in fvcore and count as zero in
   `macs`. They are reported apart, as `pool_ops` (comparisons: one per window element
@@ -134,6 +135,8 @@ def estimate_cost(spec: SqueezeSpec) -> Cost:
             rows.append(_fire(net.fires[position], size, bn))
             ch = net.fires[position].out_ch
     p, m, a = _conv(ch, net.num_classes, 1, size, False)
+    if net.head_bn:  # BatchNorm on conv10's input: counted in conv10's row, as conv1's BN is in its
+        p, m = p + 2 * ch, m + BN_MACS_PER_ELEMENT * ch * size * size
     rows.append(LayerCost("conv10", "conv", (net.num_classes, size, size), "1x1/1", 0, 0, 0, "", p, m, a, 0, 0))
     # Global average pool: fvcore counts one per input element.
     gap = net.num_classes * size * size

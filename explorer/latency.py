@@ -61,6 +61,16 @@ LATENCY_LIMITS = {
 }
 
 
+def wanted_section(data: dict[str, Any]) -> dict[str, Any] | None:
+    """What explorer.config validates as a study file's `latency:` section: the mapping given, {}
+    for `true` or when latency_ms is an objective or a budget, None when latency is not measured."""
+    m = data.get("latency")
+    named = set(data.get("objectives") or []) | set(data.get("budgets") or {})
+    if (m is None or m is False) and "latency_ms" not in named:
+        return None
+    return {} if m is None or isinstance(m, bool) else m
+
+
 @dataclass(frozen=True)
 class Setting:
     """What a latency belongs to; latencies are comparable only under equal settings."""

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from explorer.spec import POOL_KERNEL, POOL_STRIDE, FireWidths, SqueezeSpec, expand
+from explorer.spec import POOL_KERNEL, POOL_STRIDE, Expanded, FireWidths, SqueezeSpec, expand
 
 
 def _conv_block(cin: int, cout: int, kernel: int, stride: int, padding: int,
@@ -72,13 +72,22 @@ class SqueezeNet(nn.Module):
             layers += _pool_if(i + 1, net.pools)
         self.features = nn.Sequential(*layers)
         final_conv = nn.Conv2d(net.fires[-1].out_ch, net.num_classes, kernel_size=1)
-        self.classifier = nn.Sequential(nn.Dropout(p=net.dropout), final_conv,
-                                        nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+        self.classifier = nn.Sequential(*_head(net.fires[-1].out_ch, final_conv, net))
         _init_like_torchvision(self, final_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, num_classes)."""
         return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+def _head(channels: int, final_conv: nn.Conv2d, net: Expanded) -> list[nn.Module]:
+    """[BatchNorm] -> dropout -> conv10 -> [ReLU] -> global average pool; torchvision: no BatchNorm, ReLU."""
+    # BatchNorm before dropout: dropout ahead of BN would shift its statistics between
+    # training and evaluation.
+    head: list[nn.Module] = [nn.BatchNorm2d(channels)] if net.head_bn else []
+    head += [nn.Dropout(p=net.dropout), final_conv]
+    head += [nn.ReLU(inplace=True)] if net.head_relu else []
+    return head + [nn.AdaptiveAvgPool2d((1, 1))]
 
 
 def _pool_if(position: int, pools: tuple[int, ...]) -> list[nn.Module]:

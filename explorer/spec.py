@@ -18,6 +18,17 @@ or 1) is simply absent from the built network.
 Pool placement (design principle 3): ``pools`` lists how many Fire modules come before
 each 3x3/2 ceil-mode max-pool; 0 means right after the stem. v1.0 is (0, 3, 7): after
 conv1, fire4 and fire8; v1.1 is (0, 2, 4): after conv1, fire3 and fire5.
+
+The classifier head (two knobs; the defaults are torchvision's, so the presets load its
+weights and keep their spec_ids): torchvision ends with dropout -> conv10 -> ReLU ->
+global average pool (``head_bn=False, head_relu=True``). That ReLU dies in short trials:
+the features entering conv10 are non-negative with a large shared mean (each simple
+bypass adds another ReLU output onto the sum), one SGD step moves every image's class
+scores together, all of them go below 0 within a few steps, and no gradient reaches any
+layer again. ``head_bn=True`` normalises the features before conv10 (BatchNorm, then
+dropout) and ``head_relu=False`` leaves the logits linear, so gradient always flows.
+Generated spaces (the study files, the squeezenet_cifar preset) use both; measured in
+docs/trainability.md and bench/dead_networks.py.
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ STEMS: dict[str, tuple[int, int, int, int]] = {
     "cifar": (3, 1, 1, 64),
 }
 BYPASSES = ("none", "simple", "complex")
+# The classifier head as torchvision builds it (the spec's defaults); see the module docstring.
+TORCHVISION_HEAD = {"head_bn": False, "head_relu": True}
 POOL_KERNEL, POOL_STRIDE = 3, 2
 MAX_FIRE = 64
 
@@ -123,10 +136,16 @@ class Expanded:
     dropout: float
     num_classes: int
     input_size: int
+    head_bn: bool = False
+    head_relu: bool = True
 
     def canonical(self) -> dict[str, Any]:
-        """A plain, ordered description used for hashing."""
-        return dataclasses.asdict(self)
+        """A plain description used for hashing; torchvision's head is left out (ids predate it)."""
+        d = dataclasses.asdict(self)
+        for name, torchvision_value in TORCHVISION_HEAD.items():
+            if d[name] == torchvision_value:
+                del d[name]
+        return d
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,8 @@ class SqueezeSpec:
     dropout: float = 0.5
     num_classes: int = 1000
     input_size: int = 224
+    head_bn: bool = False  # BatchNorm on the features entering conv10 (generated spaces: True)
+    head_relu: bool = True  # ReLU after conv10, as torchvision (generated spaces: False)
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -240,7 +261,8 @@ def _validate_fields(spec: SqueezeSpec) -> None:
         _check(allowed.contains(value), name, value, allowed.text())
     _check(spec.stem in STEMS, "stem", spec.stem, "one of " + ", ".join(STEMS))
     _check(spec.bypass in BYPASSES, "bypass", spec.bypass, "one of " + ", ".join(BYPASSES))
-    _check(isinstance(spec.batchnorm, bool), "batchnorm", spec.batchnorm, "true or false")
+    for name in ("batchnorm", *TORCHVISION_HEAD):
+        _check(isinstance(getattr(spec, name), bool), name, getattr(spec, name), "true or false")
     for p in spec.pools:
         _check(0 <= p <= spec.n_fire, "pools", list(spec.pools), f"integers in [0, n_fire={spec.n_fire}]")
 
@@ -297,7 +319,8 @@ def _expand(spec: SqueezeSpec) -> Expanded:
         in_ch = e
         size = _pool_if(spec, i + 1, size, f"fire{i + 2}")
     return Expanded(spec.stem, kernel, stride, padding, width, tuple(fires), spec.pools,
-                    spec.batchnorm, spec.dropout, spec.num_classes, spec.input_size)
+                    spec.batchnorm, spec.dropout, spec.num_classes, spec.input_size,
+                    spec.head_bn, spec.head_relu)
 
 
 def _pool_if(spec: SqueezeSpec, position: int, size: int, where: str) -> int:

@@ -65,7 +65,7 @@ def test_the_quickstart_space_is_costed_whole():
     assert land.whole and land.space_size == len(land.points) == 2 * 4 * 3 * 3 * 3 * 2 * 2 * 2
     biggest = SqueezeSpec(base_e=64, incr_e=32, freq=2, pct_3x3=0.75, sr=0.5, n_fire=6, stem="cifar",
                           stem_width=32, pools=(2, 4), bypass="simple", batchnorm=True, dropout=0.1,
-                          num_classes=10, input_size=16)
+                          head_bn=True, head_relu=False, num_classes=10, input_size=16)
     assert ls.overall(land)["params_max"] == estimate_cost(biggest).params
     table = ls.knob_table(land, "bypass")
     assert table["value"].tolist() == ["none", "simple"] and table["networks"].tolist() == [864, 864]

@@ -1,5 +1,6 @@
 """Presets against torchvision, and the analytic cost against fvcore on random specs."""
 
+import dataclasses
 import logging
 
 import pytest
@@ -70,6 +71,30 @@ def test_init_matches_torchvision_statistics():
     assert all(m.bias.abs().sum() == 0 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
+def test_presets_keep_torchvision_head():
+    # Dropout -> conv10 -> ReLU -> average pool, with no BatchNorm: torchvision's classifier.
+    for name in ("squeezenet1_0", "squeezenet1_1"):
+        kinds = [type(m) for m in build_model(preset(name)).classifier]
+        assert kinds == [torch.nn.Dropout, torch.nn.Conv2d, torch.nn.ReLU, torch.nn.AdaptiveAvgPool2d]
+
+
+def test_trainable_head_layers_and_cost_by_hand():
+    # 4 Fire modules of 32 channels at 16 px, one pool after fire3: 16 -> 8 (ceil mode).
+    tv = SqueezeSpec(stem="cifar", stem_width=16, base_e=32, incr_e=0, n_fire=4, pools=(3,),
+                     batchnorm=True, num_classes=10, input_size=16)
+    fixed = dataclasses.replace(tv, head_bn=True, head_relu=False)
+    kinds = [type(m) for m in build_model(fixed).classifier]
+    assert kinds == [torch.nn.BatchNorm2d, torch.nn.Dropout, torch.nn.Conv2d, torch.nn.AdaptiveAvgPool2d]
+    a, b = estimate_cost(tv), estimate_cost(fixed)
+    # BatchNorm on 32 channels: weight + bias = 64 parameters; eval-mode scale and shift on a
+    # 32x8x8 map = 2 * 2048 multiply-adds; the ReLU costs nothing in either count.
+    assert b.params - a.params == 64
+    assert b.macs - a.macs == 2 * 32 * 8 * 8
+    assert b.activations == a.activations
+    no_relu = dataclasses.replace(tv, head_relu=False)
+    assert (estimate_cost(no_relu).params, estimate_cost(no_relu).macs) == (a.params, a.macs)
+
+
 def test_generated_networks_keep_torchvision_names():
     model = build_model(SqueezeSpec(stem="cifar", input_size=32, pools=(2, 5), bypass="complex",
                                     batchnorm=True, num_classes=10))
@@ -93,7 +118,8 @@ def specs(draw):
         sr=draw(st.sampled_from([0.125, 0.25, 0.5, 0.75, 1.0, 0.2])), n_fire=n_fire, stem=stem,
         stem_width=draw(st.sampled_from([None, 8, 24])), pools=pools,
         bypass=draw(st.sampled_from(["none", "simple", "complex"])),
-        batchnorm=draw(st.booleans()), num_classes=draw(st.sampled_from([10, 100])), input_size=size)
+        batchnorm=draw(st.booleans()), num_classes=draw(st.sampled_from([10, 100])), input_size=size,
+        head_bn=draw(st.booleans()), head_relu=draw(st.booleans()))
     try:
         return SqueezeSpec(**spec_kwargs)
     except SpecError:
@@ -125,13 +151,15 @@ def test_random_specs_cover_every_choice():
     @given(specs())
     def collect(spec):
         seen.update({("stem", spec.stem), ("bypass", spec.bypass), ("bn", spec.batchnorm),
-                     ("size", spec.input_size), ("n_pools", len(spec.pools))})
+                     ("size", spec.input_size), ("n_pools", len(spec.pools)),
+                     ("head", spec.head_bn, spec.head_relu)})
 
     collect()
     for key in [("stem", s) for s in STEM_SIZES] + [("bypass", b) for b in ("none", "simple", "complex")]:
         assert key in seen
     assert {("bn", True), ("bn", False), ("size", 32), ("size", 224)} <= seen
     assert {("n_pools", k) for k in range(4)} <= seen
+    assert {("head", bn, relu) for bn in (False, True) for relu in (False, True)} <= seen
 
 
 def test_forward_backward_smoke_on_a_bypass_network():

@@ -64,6 +64,7 @@ def test_ceil_mode_pool_sizes(size, expected):
     ({"pools": (0, 9)}, "pools"), ({"pools": (0, 0)}, "pools"), ({"n_fire": 0}, "n_fire"),
     ({"batchnorm": "yes"}, "batchnorm"), ({"stem_width": 0}, "stem_width"),
     ({"sr": "0.5"}, "sr"), ({"input_size": 5}, "input_size"),
+    ({"head_bn": "yes"}, "head_bn"), ({"head_relu": 1}, "head_relu"),
 ])
 def test_invalid_fields_name_the_field(kwargs, field):
     with pytest.raises(SpecError) as err:
@@ -95,6 +96,42 @@ def test_spec_id_is_shared_by_metaparameters_that_round_alike():
     assert len(spec_id(a)) == 16
 
 
+# spec_ids computed on main (a0dc70f) before the head knobs existed: stored studies and
+# export files compare them, so a spec with torchvision's head must keep its id.
+QUICKSTART_TRIAL0 = dict(base_e=48, incr_e=0, n_fire=6, stem="cifar", stem_width=32, pct_3x3=0.25,
+                         sr=0.5, bypass="simple", pools=(2, 4), batchnorm=True, dropout=0.1,
+                         num_classes=10, input_size=16)
+PINNED_IDS = [
+    (SqueezeSpec(), "dea43470ffa9c764"),  # squeezenet1_0
+    (SqueezeSpec(stem="v1_1", pools=(0, 2, 4)), "f2a67861552fc2e7"),  # squeezenet1_1
+    (SqueezeSpec(stem="cifar", stem_width=64, pools=(3, 7), batchnorm=True, dropout=0.2,
+                 num_classes=10, input_size=32), "38b5fdf2641931a8"),  # squeezenet_cifar until now
+    (SqueezeSpec(**QUICKSTART_TRIAL0), "ab9a6cfbae8f55b7"),
+    (SqueezeSpec(stem="v1_1", base_e=24, incr_e=8, freq=3, pct_3x3=0.33, sr=0.75, n_fire=5, pools=(0, 2),
+                 bypass="complex", num_classes=100, input_size=64, dropout=0.0), "85aed98690fe18dc"),
+]
+
+
+@pytest.mark.parametrize("spec, pinned", PINNED_IDS)
+def test_spec_id_of_torchvision_head_specs_is_unchanged(spec, pinned):
+    assert spec_id(spec) == pinned
+    assert spec_id(dataclasses.replace(spec, head_bn=False, head_relu=True)) == pinned
+
+
+def test_another_head_is_another_network():
+    base = SqueezeSpec(**QUICKSTART_TRIAL0)
+    heads = [dataclasses.replace(base, head_bn=bn, head_relu=relu) for bn in (False, True) for relu in (False, True)]
+    assert len({spec_id(s) for s in heads}) == 4  # each head is a different network
+    assert [spec_id(s) == "ab9a6cfbae8f55b7" for s in heads] == [False, True, False, False]
+
+
+def test_specs_stored_before_the_head_knobs_load_with_torchvision_head():
+    old = {k: v for k, v in SqueezeSpec(**QUICKSTART_TRIAL0).to_dict().items() if not k.startswith("head_")}
+    spec = SqueezeSpec.from_dict(old)
+    assert (spec.head_bn, spec.head_relu) == (False, True)
+    assert spec_id(spec) == "ab9a6cfbae8f55b7"
+
+
 def test_spec_id_is_stable_across_processes():
     code = "from explorer.spec import SqueezeSpec, spec_id; print(spec_id(SqueezeSpec()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -103,7 +140,7 @@ def test_spec_id_is_stable_across_processes():
 
 def test_round_trips_and_replace():
     spec = SqueezeSpec(stem="cifar", stem_width=32, pools=(2, 5), bypass="complex",
-                       batchnorm=True, input_size=32, num_classes=10, sr=0.3)
+                       batchnorm=True, input_size=32, num_classes=10, sr=0.3, head_bn=True, head_relu=False)
     assert SqueezeSpec.from_dict(spec.to_dict()) == spec
     assert SqueezeSpec.from_json(spec.to_json()) == spec
     assert SqueezeSpec.from_yaml(spec.to_yaml()) == spec

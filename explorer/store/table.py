@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorer.spec import RANGES
+from explorer.spec import RANGES, TORCHVISION_HEAD
 from explorer.store import attrs as A
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
@@ -132,7 +132,9 @@ def _knob_columns(specs: list[dict], params: list[dict]) -> dict[str, list[Any]]
     names.update(dict.fromkeys(k for d in specs + params for k in d if k not in names))
     out = {}
     for name in names:
-        values = [p[name] if name in p else s.get(name) for s, p in zip(specs, params)]
+        # a stored spec without a head key predates the knob: it trained torchvision's head
+        default = TORCHVISION_HEAD.get(name)
+        values = [p[name] if name in p else s.get(name, default if s else None) for s, p in zip(specs, params)]
         if name == "pools":  # lists in specs, "0,3,7" strings in params: one spelling
             values = [_pools_text(v) for v in values]
         out[KNOB_PREFIX + name] = values
