@@ -173,16 +173,7 @@ def load_config(path: str | Path, *, n_trials: int | None = None,
     a file without them runs when the command line gives one.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read study file {path}: {exc.strerror}; check the path") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                        "save the file as UTF-8") from None
+    text = yamlio.read_text(path, "study file")
     try:
         data = yamlio.load(text)
     except yaml.YAMLError as exc:

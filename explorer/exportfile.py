@@ -225,13 +225,10 @@ def read_export(path: str | Path) -> Export:
 
 def _parse_file(path: Path, fmt: str) -> Any:
     """The parsed file: plain dicts and lists; a key given twice in a mapping is refused."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = yamlio.read_text(path, "spec file")
     try:
         if fmt == "json":
-            return json.loads(text, object_pairs_hook=yamlio.unique_pairs)
+            return yamlio.load_json(text)
         return yamlio.plain_dicts(yamlio.load(text))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
@@ -239,8 +236,8 @@ def _parse_file(path: Path, fmt: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise UserError(f"{path} is not valid YAML ({where}{getattr(exc, 'problem', None) or 'syntax'})") from None
-    except UserError as exc:  # "line 7: key 'spec' appears twice"
-        raise UserError(f"{path}: {exc}; keep one of them") from None
+    except UserError as exc:  # "line 7: key 'spec' appears twice; keep one of them", an alias, deep nesting
+        raise UserError(f"{path}: {exc}") from None
 
 
 def _check_provenance(exp: Export) -> None:

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                           time_budget=args.time_budget)
+    exp = read_export(args.file)  # before check_device: a bad file is answered without importing torch
     device = check_device(args.device)
-    exp = read_export(args.file)
     if exp.edited:
         print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
     settings = rt.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
