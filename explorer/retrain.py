@@ -18,6 +18,7 @@ from explorer.datasource import resolve_source
 from explorer.errors import SpecError, UserError
 from explorer.exportfile import Export
 from explorer.spec import SqueezeSpec, spec_id
+from explorer.store import mask_url
 from explorer.util import atomic_write, plain, print_notes
 
 CHECKPOINT_KEYS = ("spec", "state_dict")
@@ -209,8 +210,17 @@ def _latency_lines(metrics: dict[str, Any]) -> list[str]:
             "latencies measured on the same setting"]
 
 
+def stored_provenance(exp: Export) -> dict[str, Any]:
+    """The file's provenance as model.pt, train.json and the card keep it: the storage URL's
+    password masked (a hand-written export may carry one; ours never do)."""
+    prov = dict(exp.provenance)
+    if isinstance(prov.get("storage"), str):
+        prov["storage"] = mask_url(prov["storage"])
+    return prov
+
+
 def _provenance_lines(exp: Export, run: dict[str, Any]) -> list[str]:
-    prov = exp.provenance
+    prov = stored_provenance(exp)
     if prov:
         lines = [f"- study `{prov.get('study')}`, trial #{prov.get('trial')}, storage `{prov.get('storage')}`",
                  f"- study trainer settings: `{json.dumps(prov.get('trainer'))}`",

@@ -110,3 +110,75 @@ def test_line_numbers_survive_the_fast_loader(tmp_path, capsys):
     _fails(capsys, ["run", str(path), "--data", NO_DATA], f"line {line}", "epochz")
     path.write_text("name: x\nspace: [1, 2\n")
     _fails(capsys, ["run", str(path), "--data", NO_DATA], "not valid YAML")
+
+
+# --- item 1: passwords -------------------------------------------------------------------------
+
+PASSWORD_URLS = [  # passwords SQLAlchemy and psycopg accept unencoded; the old masker stopped at / ? # space
+    "postgresql://u:secret/pw@127.0.0.1:1/db",
+    "postgresql://u:secret?pw@127.0.0.1:1/db",
+    "postgresql://u:secret#pw@127.0.0.1:1/db",
+    "postgresql://u:secret pw@127.0.0.1:1/db",
+    "postgresql+psycopg://u:secret/pw@h:5432/db?sslmode=require",
+]
+
+
+@pytest.mark.parametrize("url", PASSWORD_URLS)
+def test_mask_url_hides_the_password_sqlalchemy_sees(url):
+    from sqlalchemy.engine import make_url
+
+    from explorer.store import mask_url, password_note, runnable_url
+
+    u = make_url(url)
+    assert u.password == url.split("u:", 1)[1].split("@", 1)[0]  # SQLAlchemy reads the whole password
+    shown = mask_url(url)
+    assert "secret" not in shown and "pw@" not in shown
+    assert shown == u.render_as_string(hide_password=True)  # SQLAlchemy's own masked form
+    in_text = mask_url(f"cannot connect to {url}: refused", url)
+    assert "secret" not in in_text and in_text.endswith(": refused"), in_text
+    hint = runnable_url(url)  # pasteable: no password and no *** in it
+    assert make_url(hint).password is None and "***" not in hint and "secret" not in hint
+    assert make_url(hint).host == u.host and make_url(hint).database == u.database
+    assert "PGPASSWORD" in password_note(url) and password_note(hint) == ""
+
+
+def test_query_string_password_of_any_url_is_hidden():
+    from explorer.store import mask_url, runnable_url
+
+    assert mask_url("sqlite:///nonexist/dir/x.db?password=secretpw") == "sqlite:///nonexist/dir/x.db?password=***"
+    assert runnable_url("sqlite:///nonexist/dir/x.db?password=secretpw") == "sqlite:///nonexist/dir/x.db"
+    assert mask_url("postgresql://u@h/db?sslpassword=secretpw&application_name=a") == \
+        "postgresql://u@h/db?sslpassword=***&application_name=a"
+    assert mask_url("runs/x.journal") == "runs/x.journal"
+    message = "cannot open postgresql://h:5432/db: refused for user@x"  # no password: nothing hidden
+    assert mask_url(message) == message
+
+
+@pytest.mark.parametrize("url", PASSWORD_URLS[:4] + ["sqlite:///nonexist/dir/x.db?password=secretpw"])
+def test_status_with_an_unencoded_password_prints_none_of_it(capsys, url):
+    """The issue's reproduction: one line (server unreachable), no part of the password."""
+    err = _fails(capsys, ["status", "quickstart", "--storage", url])
+    assert "secret" not in err and "pw@" not in err, err
+
+
+def test_export_and_model_card_keep_no_password(tmp_path):
+    """provenance.storage in an export, and what `train` keeps of a file's provenance."""
+    from explorer import retrain, store, yamlio
+    from explorer.exportfile import export_doc, read_export
+    from explorer.selection import Chosen
+
+    from test_export import HAND, make_study
+
+    url = "postgresql://u:secret/pw@h/db"
+    storage = store.open_storage(str(make_study(tmp_path / "hand.journal", "hand", HAND)))
+    rec = store.read_study(storage, "hand", url=url)
+    done = next(t for t in rec.trials if t.state == "COMPLETE")
+    doc = export_doc(rec, Chosen(trial=done, acc=0.5, std=float("nan"), std_source="none", size=1.0), {})
+    assert doc["provenance"]["storage"] == "postgresql://u:***@h/db"
+    path = tmp_path / "hand.yaml"  # a hand-written export that does carry a password
+    doc["provenance"]["storage"] = url
+    path.write_text(yamlio.dump(doc, "yaml"))
+    exp = read_export(path)
+    assert retrain.stored_provenance(exp)["storage"] == "postgresql://u:***@h/db"
+    lines = "\n".join(retrain._provenance_lines(exp, {"git_rev": "x", "versions": {}}))
+    assert "secret" not in lines and "u:***@h/db" in lines

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 "versions": package_versions(), "command": "explorer " + " ".join(sys.argv[1:])}
     preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
                   "input_size": exp.spec.input_size}
-    extra = {"trainer": settings, "preprocess": preprocess, "provenance": exp.provenance, "run": run_info}
+    extra = {"trainer": settings, "preprocess": preprocess, "provenance": rt.stored_provenance(exp),
+             "run": run_info}
     card = rt.model_card(exp, metrics, settings, run_info)
     try:
         _write_outputs(out, exp, model, metrics, extra, card)
