@@ -182,3 +182,50 @@ def test_export_and_model_card_keep_no_password(tmp_path):
     assert retrain.stored_provenance(exp)["storage"] == "postgresql://u:***@h/db"
     lines = "\n".join(retrain._provenance_lines(exp, {"git_rev": "x", "versions": {}}))
     assert "secret" not in lines and "u:***@h/db" in lines
+
+
+# --- item 14: lenient values ----------------------------------------------------------------------
+
+def _study_with(tmp_path: Path, **sections: str) -> Path:
+    """quickstart.yaml with top-level sections replaced by the given YAML text."""
+    lines, skip = [], False
+    for line in STUDY.read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if not line.startswith((" ", "#")) and key in sections:
+            lines.append(f"{key}: {sections[key]}")
+            skip = True
+            continue
+        if skip and line.startswith(" "):
+            continue
+        skip = False
+        lines.append(line)
+    path = tmp_path / "study.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("section, value, words", [
+    ("budgets", "0", ["budgets: must be a mapping", "got int 0"]),
+    ("budgets", "[]", ["budgets: must be a mapping", "got list []"]),
+    ("budgets", "''", ["budgets: must be a mapping", "got str"]),
+    ("sampler", "0", ["sampler: must be a sampler name", "got int 0"]),
+    ("sampler", "[]", ["sampler: must be a sampler name", "got list"]),
+])
+def test_falsy_budgets_and_sampler_are_refused(tmp_path, capsys, section, value, words):
+    """Before: budgets: 0 / [] were taken as no budgets, sampler: 0 as the default sampler."""
+    path = _study_with(tmp_path, **{section: value})
+    _fails(capsys, ["run", str(path), "--data", NO_DATA], str(path), *words)
+
+
+def test_left_out_or_null_sections_still_mean_none(tmp_path):
+    from explorer.config import load_config
+
+    config = load_config(_study_with(tmp_path, budgets="null", sampler="null"))
+    assert config.budgets == () and config.sampler.name == "tpe"
+
+
+def test_a_wrong_value_is_shown_bounded(tmp_path, capsys):
+    big = "[" + ", ".join(str(i) for i in range(10_000)) + "]"
+    err = _fails(capsys, ["run", str(_study_with(tmp_path, sampler=f"{{name: {big}}}")), "--data", NO_DATA],
+                 "sampler.name", "[0, 1, 2, 3, ...]")
+    assert len(err) < 300
