@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from explorer.configcheck import Ctx, check_keys, get_value, short
@@ -131,9 +132,32 @@ def _parse_range(ctx: Ctx, m: dict, name: str, r: dict, path: str) -> Knob:
             ctx.fail(r, "log", f"{path}.log", "cannot combine log: true with a step; drop one")
         if step > high - low and high != low:
             ctx.fail(r, "step", f"{path}.step", f"step={step} is larger than high - low = {high - low}")
+        highs = _valid_highs(name, low, high, step)
+        if highs:  # Optuna would warn (with its internal path) and silently shrink the range
+            ctx.fail(r, "high", f"{path}.high", f"step={step} does not divide high - low = {_num(high - low)}; "
+                     f"use high: {' or '.join(_num(h) for h in highs)}")
     if log and low <= 0:
         ctx.fail(r, "low", f"{path}.low", f"log scale needs low > 0, got {low}")
     return Knob(name, low=low, high=high, step=step, log=log)
+
+
+def _valid_highs(name: str, low, high, step) -> list:
+    """[] when `step` divides high - low; else the nearest highs below and above that it divides
+    (those the knob allows). Decimal arithmetic, as Optuna's own check: 0.1 steps are exact."""
+    lo, hi, st = (Decimal(str(v)) for v in (low, high, step))
+    if (hi - lo) % st == 0:
+        return []
+    below = lo + (hi - lo) // st * st
+    kind, (_, ceiling, _, hi_open) = KNOBS[name]
+    out = [below, below + st]
+    if ceiling is not None:
+        out = [h for h in out if h < ceiling or (h == ceiling and not hi_open)]
+    return [int(h) if kind == "int" else float(h) for h in out]
+
+
+def _num(v) -> str:
+    """A bound as a study file would write it: 48, 0.75 (no float noise)."""
+    return str(Decimal(str(v)).normalize()) if isinstance(v, float) else str(v)
 
 
 def _check_value(ctx: Ctx, m: Any, key: str, path: str, name: str, v: Any) -> Any:

@@ -229,3 +229,36 @@ def test_a_wrong_value_is_shown_bounded(tmp_path, capsys):
     err = _fails(capsys, ["run", str(_study_with(tmp_path, sampler=f"{{name: {big}}}")), "--data", NO_DATA],
                  "sampler.name", "[0, 1, 2, 3, ...]")
     assert len(err) < 300
+
+
+# --- item 12, last bullet: a step that does not divide the range ----------------------------------
+
+def _with_space(tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "study.yaml"
+    text = STUDY.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("knob, words", [
+    # 16..60 step 16: Optuna would warn and shrink the range to 16..48; the nearest valid highs by hand
+    ("base_e: {low: 16, high: 60, step: 16}", ["space.base_e.high", "step=16", "use high: 48 or 64"]),
+    # 0.125 + 3 * 0.25 = 0.875; 1.125 is above sr's ceiling of 1, so only one suggestion
+    ("base_e: {low: 16, high: 64, step: 16}\n  sr: {low: 0.125, high: 0.9, step: 0.25}",
+     ["space.sr.high", "use high: 0.875", "0.775"]),
+])
+def test_step_not_dividing_the_range_is_refused(tmp_path, capsys, knob, words):
+    path = _with_space(tmp_path, "base_e: {low: 16, high: 64, step: 16}", knob)
+    path.write_text(path.read_text().replace("  sr: {choices: [0.125, 0.25, 0.5]}\n", "", 1 if "sr:" in knob else 0))
+    _fails(capsys, ["run", str(path), "--data", NO_DATA], str(path), *words)
+
+
+def test_steps_that_divide_exactly_are_kept(tmp_path):
+    """0.1-steps are exact in decimal (0.7 - 0.1 = 0.6 = 3 x 0.2), whatever binary floats say."""
+    from explorer.config import load_config
+
+    path = _with_space(tmp_path, "  sr: {choices: [0.125, 0.25, 0.5]}", "  sr: {low: 0.1, high: 0.7, step: 0.2}")
+    assert (0.7 - 0.1) % 0.2 != 0  # the binary-float answer the check must not use
+    sr = load_config(path).knob("sr")
+    assert (sr.low, sr.high, sr.step) == (0.1, 0.7, 0.2)
