@@ -262,3 +262,30 @@ def test_steps_that_divide_exactly_are_kept(tmp_path):
     assert (0.7 - 0.1) % 0.2 != 0  # the binary-float answer the check must not use
     sr = load_config(path).knob("sr")
     assert (sr.low, sr.high, sr.step) == (0.1, 0.7, 0.2)
+
+
+# --- item 11, validation half: choices no combination can make valid -----------------------------
+
+@pytest.mark.parametrize("old, new, words", [
+    # quickstart allows n_fire 4 or 6: a pool after Fire module 7 exists in neither network
+    ("pools: {choices: [[1, 3], [2, 4]]}", "pools: {choices: [[1, 3], [2, 4], [5, 7]]}",
+     ["space.pools", "[5, 7]", "n_fire=6"]),
+    # base_e is at most 64 here: 64 x 0.005 = 0.32 squeeze channels rounds to 0 for every base_e
+    ("sr: {choices: [0.125, 0.25, 0.5]}", "sr: {choices: [0.005, 0.125, 0.25]}", ["space.sr", "0.005"]),
+])
+def test_a_choice_no_combination_makes_valid_is_refused_before_the_data(tmp_path, capsys, old, new, words):
+    """Before: accepted; every trial drawing it failed (with a traceback) after the data load."""
+    path = _with_space(tmp_path, old, new)
+    _fails(capsys, ["run", str(path), "--data", NO_DATA], "never gives a valid network", *words)
+
+
+def test_choices_valid_with_some_combination_are_kept(tmp_path):
+    """[5, 7] is fine once n_fire may be 8: the check must not refuse what some network allows."""
+    from explorer.config import load_config
+    from explorer.space import Space
+
+    path = _with_space(tmp_path, "pools: {choices: [[1, 3], [2, 4]]}", "pools: {choices: [[1, 3], [5, 7]]}")
+    path.write_text(path.read_text().replace("n_fire: {choices: [4, 6]}", "n_fire: {choices: [4, 8]}"))
+    assert Space.from_config(load_config(path)).dead_choices() == []
+    for study in sorted(STUDY.parent.glob("*.yaml")):  # the shipped studies have none
+        assert Space.from_config(load_config(study)).dead_choices() == [], study
