@@ -35,7 +35,7 @@ from explorer.selection import Chosen
 from explorer.spec import SqueezeSpec, spec_id
 from explorer.store import StudyRecord, absolute_url, mask_url
 from explorer.store import attrs as A
-from explorer.util import is_int, plain, probe_writable, write_atomic
+from explorer.util import is_int, plain, probe_writable, remove_stale_temporaries, write_atomic
 
 TOP_KEYS = ("spec", "provenance", "metrics", "cost", "noise")
 UNITS = {
@@ -129,8 +129,9 @@ def summary_csv(rows: list[dict[str, Any]]) -> str:
 def prepare_out(out: Path, flag: str = "--out") -> Path:
     """Create the output folder (parents too) and check a file can be written in it.
 
-    Called before any training or exporting, so a bad folder costs nothing; every
-    OSError (a file in the way, no permission, a read-only disk) is a one-line UserError.
+    Called before any training or exporting, so a bad folder costs nothing (and a killed run's
+    temporary files are removed); every OSError (a file in the way, no permission, a read-only
+    disk) is a one-line UserError.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -138,6 +139,7 @@ def prepare_out(out: Path, flag: str = "--out") -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe_writable(out)
+        remove_stale_temporaries(out)  # hidden .tmp files of a run killed while writing here
     except OSError as exc:
         raise UserError(f"{flag} {out}: cannot create or write the folder "
                         f"({exc.strerror or exc}); give a folder you can write to") from None

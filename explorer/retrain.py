@@ -19,7 +19,7 @@ from explorer.errors import SpecError, UserError
 from explorer.exportfile import Export
 from explorer.spec import SqueezeSpec, spec_id
 from explorer.store import mask_url
-from explorer.util import atomic_write, plain, print_notes
+from explorer.util import atomic_write, plain, print_notes, write_atomic
 
 CHECKPOINT_KEYS = ("spec", "state_dict")
 
@@ -97,6 +97,18 @@ def save_checkpoint(path: Path, spec: SqueezeSpec, model, metrics: dict[str, Any
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     ckpt = {"spec": spec.to_dict(), "state_dict": state, "metrics": plain(metrics), **plain(extra)}
     atomic_write(path, lambda f: torch.save(ckpt, f), binary=True)
+
+
+def write_outputs(out: Path, spec: SqueezeSpec, model, metrics: dict[str, Any], extra: dict[str, Any],
+                  card: str) -> None:
+    """model_card.md, train.json, then model.pt, each atomically: model.pt comes last, so where it
+    is, the card and metrics beside it are its own (a run killed before it leaves no model.pt;
+    the previous run's model.pt and model.onnx are removed first, as they no longer match)."""
+    for stale in ("model.pt", "model.onnx"):
+        (out / stale).unlink(missing_ok=True)
+    write_atomic(out / "model_card.md", card)
+    write_atomic(out / "train.json", json.dumps(plain({"metrics": metrics, **extra}), indent=2) + "\n")
+    save_checkpoint(out / "model.pt", spec, model, metrics, extra)
 
 
 def load_checkpoint(path: str | Path):

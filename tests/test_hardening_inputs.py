@@ -289,3 +289,54 @@ def test_choices_valid_with_some_combination_are_kept(tmp_path):
     assert Space.from_config(load_config(path)).dead_choices() == []
     for study in sorted(STUDY.parent.glob("*.yaml")):  # the shipped studies have none
         assert Space.from_config(load_config(study)).dead_choices() == [], study
+
+
+# --- item 13, train half: leftovers of a train killed in its final writes ----------------------------
+
+_DIE_IN_CHECKPOINT = """
+import os, sys
+from pathlib import Path
+import torch
+from explorer import retrain
+from explorer.spec import SqueezeSpec
+
+def dying_save(obj, f):  # kill -9 in the middle of writing model.pt
+    f.write(b"half a checkpoint")
+    f.flush()
+    os._exit(9)
+
+torch.save = dying_save
+retrain.write_outputs(Path(sys.argv[1]), SqueezeSpec(), torch.nn.Linear(2, 2), {"test_acc": 0.5}, {}, "# card")
+"""
+
+
+def test_train_killed_while_writing_leaves_no_model_without_its_card(tmp_path):
+    """Before: model.pt was written first; a kill then left it without model_card.md and train.json,
+    and the hidden .tmp files stayed for ever."""
+    import subprocess
+    import sys
+
+    from explorer.exportfile import prepare_out
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"the previous run's model")  # no longer matches a new card
+    p = subprocess.run([sys.executable, "-c", _DIE_IN_CHECKPOINT, str(out)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(STUDY.parents[1])}, timeout=120)
+    assert p.returncode == 9, p.stderr
+    assert not (out / "model.pt").exists()
+    assert (out / "model_card.md").read_text() == "# card" and (out / "train.json").is_file()
+    left = list(out.glob(".model.pt.*.tmp"))
+    assert len(left) == 1 and left[0].read_bytes() == b"half a checkpoint"
+    young_old_style = out / ".train.json.abc123xy.tmp"  # another writer's, maybe still at work
+    young_old_style.write_text("{")
+    ancient = out / ".model_card.md.zz9876ab.tmp"
+    ancient.write_text("#")
+    os.utime(ancient, (time.time() - 7200, time.time() - 7200))
+    alive = out / f".train.json.{os.getpid()}-q1w2e3r4.tmp"  # this process is alive: not stale
+    alive.write_text("{")
+    other = out / ".notes.tmp"  # not atomic_write's
+    other.write_text("x")
+    prepare_out(out)  # the next run
+    assert not left[0].exists() and not ancient.exists()
+    assert young_old_style.exists() and alive.exists() and other.exists()

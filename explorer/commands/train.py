@@ -8,7 +8,6 @@ checkpoint (model.pt), a model card (model_card.md) and train.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -77,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
              "run": run_info}
     card = rt.model_card(exp, metrics, settings, run_info)
     try:
-        _write_outputs(out, exp, model, metrics, extra, card)
+        rt.write_outputs(out, exp.spec, model, metrics, extra, card)
     except OSError as exc:  # the folder vanished or the disk filled during training: keep the model
         rescue = Path(tempfile.mkdtemp(prefix="explorer-train-"))
         try:
-            _write_outputs(rescue, exp, model, metrics, extra, card)
+            rt.write_outputs(rescue, exp.spec, model, metrics, extra, card)
         except OSError as again:
             raise UserError(f"cannot write into {out} ({exc.strerror or exc}) nor into {rescue} "
                             f"({again.strerror or again}); the trained model could not be saved") from None
@@ -95,15 +94,6 @@ def run(args: argparse.Namespace) -> int:
 
         print(export_onnx(out / "model.pt", out / "model.onnx"))
     return 0
-
-
-def _write_outputs(out: Path, exp, model, metrics: dict, extra: dict, card: str) -> None:
-    """model.pt, model_card.md and train.json into `out` (each written atomically)."""
-    from explorer import retrain, util
-
-    retrain.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
-    util.write_atomic(out / "model_card.md", card)
-    util.write_atomic(out / "train.json", json.dumps(util.plain({"metrics": metrics, **extra}), indent=2) + "\n")
 
 
 def _progress(epochs: int):
