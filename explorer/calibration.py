@@ -179,6 +179,7 @@ def store_calibration(exp: Export, noise: dict[str, Any], storage_url: str | Non
         study_id = target.storage.get_study_id_from_name(prov["study"])
         target.storage.set_study_user_attr(study_id, A.calibration_key(prov["trial"]), value)
     except Exception as exc:  # noqa: BLE001 - a foreign trial, a read-only or vanished storage, ...
-        return f"not stored in the study ({' '.join(str(exc).split())[:300]})"
+        reason = mask_url(" ".join(str(exc).split()), storage_url or prov.get("storage"))
+        return f"not stored in the study ({reason[:300]})"
     return (f"stored in {mask_url(target.url)} as study {prov['study']!r} user attr "
             f"{A.calibration_key(prov['trial'])}")

@@ -154,7 +154,8 @@ def test_query_string_password_of_any_url_is_hidden():
     assert mask_url(message) == message
 
 
-@pytest.mark.parametrize("url", PASSWORD_URLS[:4] + ["sqlite:///nonexist/dir/x.db?password=secretpw"])
+@pytest.mark.parametrize("url", PASSWORD_URLS[:4] + ["sqlite:///nonexist/dir/x.db?password=secretpw",
+                                                     "postgresql://u:secret pw@127.0.0.1:54x2/db"])  # bad port
 def test_status_with_an_unencoded_password_prints_none_of_it(capsys, url):
     """The issue's reproduction: one line (server unreachable), no part of the password."""
     err = _fails(capsys, ["status", "quickstart", "--storage", url])

@@ -32,6 +32,7 @@ MASK = "***"
 _SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@(?:[^/?#@\s]*@)*")
 _SECRET_QUERY = re.compile(r"(?i)(?P<head>[?&](?:%s)=)[^&#\s]*" % "|".join(SECRET_KEYS))
 _USERINFO = re.compile(r"(?P<head>[\w+]+://[^:/]*:)[^@]*@")  # sqlalchemy.engine.url._parse_url's
+_USERINFO_TO_LAST_AT = re.compile(r"(?P<head>[\w+.-]+://[^:/@]*:).*@")
 _WHOLE_URL = re.compile(r"[a-zA-Z][\w+.-]*://[^\n]*")
 
 
@@ -58,10 +59,13 @@ def mask_url(text: str, url: str | None = None) -> str:
     @ or space is hidden whole); free text (an error message) by pattern, and, given the `url`
     it came from, with that URL's password hidden wherever the text repeats it."""
     text = str(text)
-    u = _parsed(text.strip())
-    if u is not None and "@" not in (u.host or ""):  # an unencoded @ in the password: the pattern's view
-        if u.password is not None:  # SQLAlchemy's own pattern for the span: the first @ ends it
-            text = _USERINFO.sub(lambda m: m.group("head") + MASK + "@", text.strip(), count=1)
+    if _WHOLE_URL.fullmatch(text.strip()):
+        text, u = text.strip(), _parsed(text.strip())
+        if u is not None and "@" not in (u.host or ""):
+            if u.password is not None:  # SQLAlchemy's own pattern for the span: the first @ ends it
+                text = _USERINFO.sub(lambda m: m.group("head") + MASK + "@", text, count=1)
+        else:  # malformed (a bad port, ...) or an unencoded @ in the password: up to the last @
+            text = _USERINFO_TO_LAST_AT.sub(lambda m: m.group("head") + MASK + "@", text, count=1)
         return _SECRET_QUERY.sub(lambda m: m.group("head") + MASK, text)
     for secret in _secrets(url):
         text = text.replace(secret, MASK)
