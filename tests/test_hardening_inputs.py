@@ -341,3 +341,41 @@ def test_train_killed_while_writing_leaves_no_model_without_its_card(tmp_path):
     prepare_out(out)  # the next run
     assert not left[0].exists() and not ancient.exists()
     assert young_old_style.exists() and alive.exists() and other.exists()
+
+
+PG_URL = os.environ.get("EXPLORER_TEST_PG_URL")
+
+
+@pytest.mark.skipif(not PG_URL, reason="EXPLORER_TEST_PG_URL is not set: no PostgreSQL server")
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_a_run_on_postgres_stores_and_prints_no_password(tmp_path, capsys, cifar_archive, form):
+    """The stored config, run's output and hints, and an export file hold the masked URL only."""
+    import json
+    import uuid
+
+    import optuna
+    from sqlalchemy.engine import make_url
+    from test_workers import study_dict
+
+    from explorer import store
+
+    u = make_url(PG_URL)
+    secret = u.password
+    assert secret, "the test server's URL carries a password"
+    url = (PG_URL if form == "userinfo" else  # libpq's ?password= form connects too
+           u._replace(password=None).update_query_dict({"password": secret}).render_as_string(hide_password=False))
+    name = f"test-pw-{uuid.uuid4().hex[:10]}"
+    study_file = tmp_path / "s.yaml"
+    study_file.write_text(json.dumps(study_dict(name, 1)))
+    try:
+        assert main(["run", str(study_file), "--storage", url, "--no-progress"]) == 0
+        out = capsys.readouterr()
+        assert secret not in out.out + out.err
+        assert "PGPASSWORD" in out.out and f"--storage {u.username}@" not in out.out
+        rec = store.read_study(store.open_storage(url), name, url=url)
+        assert secret not in json.dumps(rec.config) and "***" in rec.config["storage"]
+        assert main(["export", name, "--storage", url, "--out", str(tmp_path / "x"), "--pareto"]) == 0
+        exported = "".join(p.read_text() for p in (tmp_path / "x").iterdir())
+        assert secret not in exported + capsys.readouterr().out and "***" in exported
+    finally:
+        optuna.delete_study(study_name=name, storage=store.open_storage(store.pg.driver_url(url)))
