@@ -164,7 +164,7 @@ def test_status_with_an_unencoded_password_prints_none_of_it(capsys, url):
 
 def test_export_and_model_card_keep_no_password(tmp_path):
     """provenance.storage in an export, and what `train` keeps of a file's provenance."""
-    from explorer import retrain, store, yamlio
+    from explorer import calibration, retrain, store, yamlio
     from explorer.exportfile import export_doc, read_export
     from explorer.selection import Chosen
 
@@ -183,6 +183,10 @@ def test_export_and_model_card_keep_no_password(tmp_path):
     assert retrain.stored_provenance(exp)["storage"] == "postgresql://u:***@h/db"
     lines = "\n".join(retrain._provenance_lines(exp, {"git_rev": "x", "versions": {}}))
     assert "secret" not in lines and "u:***@h/db" in lines
+    doc["provenance"]["storage"] = "postgresql://u:***@h/db"  # as exported: calibrate's hint is pasteable
+    path.write_text(yamlio.dump(doc, "yaml"))
+    target, why = calibration._calibration_target(read_export(path), None)
+    assert target is None and "--storage postgresql://u@h/db (with the password in PGPASSWORD" in why
 
 
 # --- item 14: lenient values ----------------------------------------------------------------------
