@@ -177,3 +177,14 @@ def test_run_prints_the_cut_trials_apart_and_how_to_retry(tmp_path, monkeypatch,
     assert "1 trial(s) stopped at trainer.time_budget_s=60 s" in err and "tb.yaml --retry-cut" in err
     assert main(["status", "tb.yaml"]) == 0
     assert "trials: 5 complete, 1 cut by the time budget" in capsys.readouterr().out
+
+
+def test_calibrate_does_not_count_the_guard_as_part_of_the_recipe():
+    from explorer.calibration import recipe_differences
+
+    trainer = config().to_dict()["trainer"]  # every setting, time_budget_s 60
+    study = {"trainer": trainer, "data": dict(BASE["data"], source=None)}
+    data = {**BASE["data"], "seed": 0, "source": None}
+    assert recipe_differences(study, {**trainer, "time_budget_s": None}, data) == []
+    assert recipe_differences(study, {**trainer, "time_budget_s": 900}, data) == []
+    assert recipe_differences(study, {**trainer, "epochs": 4}, data) == ["epochs 4 instead of 3"]

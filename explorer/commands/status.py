@@ -32,8 +32,10 @@ def report(df, name: str, url: str, objectives: list[str]) -> str:
     from explorer.study import CUT_STATE, states_text
 
     lines = [f"study {name}  ({url})"]
-    cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED")) if len(df) else df.get("end")
-    counts = df["state"].where(~cut, CUT_STATE).value_counts().to_dict() if len(df) else {}
+    counts = {}
+    if len(df):  # a trial the time budget cut is counted apart from its state (PRUNED; COMPLETE if older)
+        cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
+        counts = df["state"].where(~cut, CUT_STATE).value_counts().to_dict()
     lines.append("trials: " + (states_text(counts) if counts else "none"))
     if len(df):
         extra = [f"{int(df['infeasible'].sum())} over budget (not trained)",
