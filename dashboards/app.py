@@ -26,7 +26,7 @@ from dashboards import loading as ld
 from explorer import pareto
 from explorer.budgets import STUDY_BUDGETS
 from explorer.errors import UserError
-from explorer.store.table import latency_settings
+from explorer.store.table import comparable, latency_settings
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
 NO_LIMIT = "no limit"
@@ -161,7 +161,7 @@ def main() -> None:
     allowed = budgets_and_filters(frame, knob_meta)
     size = frame[view["size"]].to_numpy(dtype=float)
     acc = frame[view["acc"]].to_numpy(dtype=float)
-    final = (frame["state"] == "COMPLETE").to_numpy() & frame["duplicate_of"].isna().to_numpy()
+    final = comparable(frame)  # cut by the time budget, pruned or a duplicate: never on a front
     roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
                             frame["study"].to_numpy(), final)
     tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",

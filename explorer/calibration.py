@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from explorer import quiet
-from explorer.config import DataConfig, TrainerConfig
+from explorer.config import NOT_RECIPE, DataConfig, TrainerConfig
 from explorer.datasource import dataset_name
 from explorer.errors import SpecError, UserError
 from explorer.exportfile import Export
@@ -30,9 +30,9 @@ from explorer.store import StudyRecord, mask_url, open_storage, password_note, r
 from explorer.store import attrs as A
 from explorer.util import is_number, plain
 
-# The short-trial recipe: every trainer setting but the seed (calibrate varies it), and the
-# data settings that choose the images (the source by dataset name or file name: paths differ
-# between machines).
+# The short-trial recipe: every trainer setting but the seed (calibrate varies it) and the
+# time_budget_s guard (config.NOT_RECIPE), and the data settings that choose the images (the
+# source by dataset name or file name: paths differ between machines).
 RECIPE_DATA = ("per_class", "val_per_class", "resolution", "seed")
 RULE = "within noise: |a - b| <= 2 * sqrt(std_a^2 + std_b^2)"
 
@@ -78,7 +78,7 @@ def recipe_differences(study_config: dict[str, Any] | None, trainer: dict[str, A
     want_t = {**TrainerConfig().__dict__, **(cfg.get("trainer") or {})}
     want_d = {**DataConfig().__dict__, **(cfg.get("data") or {})}
     out = [f"{k} {_show(trainer.get(k))} instead of {_show(want_t[k])}"
-           for k in want_t if k != "seed" and not _same(trainer.get(k), want_t[k])]
+           for k in want_t if k not in ("seed", *NOT_RECIPE) and not _same(trainer.get(k), want_t[k])]
     out += [f"data.{k} {_show(data.get(k))} instead of {_show(want_d.get(k))}"
             for k in RECIPE_DATA if not _same(data.get(k), want_d.get(k))]
     have, want = dataset_name(data.get("source")), dataset_name(want_d.get("source"))

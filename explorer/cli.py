@@ -21,10 +21,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="explorer", description=(
         "Explore the SqueezeNet design space: describe networks, run studies, browse and "
         "export the accuracy-vs-size Pareto front."))
+    parser.add_argument("--version", action=_Version, help="print the versions of explorer, python, torch, "
+                                                          "torchvision and optuna, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         importlib.import_module(f"explorer.commands.{info.name}").register(sub)
     return parser
+
+
+def version_line() -> str:
+    """'explorer 0.1.0 (python 3.11.7, torch 2.14.1+cpu, torchvision 0.29.1+cpu, optuna 5.1.0)': the
+    versions the packages report themselves (torch's says which build: +cpu, +cu130, ...)."""
+    import platform
+
+    import optuna
+    import torch
+    import torchvision
+
+    from explorer import __version__
+
+    return (f"explorer {__version__} (python {platform.python_version()}, torch {torch.__version__}, "
+            f"torchvision {torchvision.__version__}, optuna {optuna.__version__})")
+
+
+class _Version(argparse.Action):
+    """--version: the line is built only when asked for (argparse's own action would import torch for
+    every command)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,11 @@ class DataConfig:
     seed: int = 0
 
 
+# Trainer settings that are not part of a study's recipe: changing them makes no other study.
+# time_budget_s only guards against a runaway trial; a trial it cuts is kept off the front.
+NOT_RECIPE = ("time_budget_s",)
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """Keyword arguments of explorer.train.train, except model, data and device."""
@@ -156,11 +161,13 @@ class StudyConfig:
         return _parse(data, source)
 
     def identity(self) -> dict[str, Any]:
-        """The parts that must match to resume a study: space, objectives, budgets, data, trainer."""
+        """The parts that must match to resume a study: space, objectives, budgets, data, trainer
+        (all but its time_budget_s: a guard against runaway trials, not part of the recipe)."""
         d = self.to_dict()
         data = dict(d["data"], source=None)  # paths differ between machines
+        trainer = {k: v for k, v in d["trainer"].items() if k not in NOT_RECIPE}
         return {"space": d["space"], "objectives": d["objectives"], "budgets": d["budgets"],
-                "data": data, "trainer": d["trainer"], "latency": d.get("latency")}
+                "data": data, "trainer": trainer, "latency": d.get("latency")}
 
     def with_overrides(self, **changes: Any) -> "StudyConfig":
         """A copy with top-level fields replaced (n_trials, timeout_s, storage)."""

@@ -1,5 +1,6 @@
 """Export files: one stored trial as a config file (written by `explorer export` and the dashboard),
-read back and checked by `describe`, `train` and `calibrate`.
+read back and checked by `describe`, `train` and `calibrate` (which also take a study and a
+trial selector: `study_export`).
 
 The file (YAML, or JSON with a .json name) has four top-level mappings, and a fifth once
 calibrated; `explorer.spec.load_spec` reads its `spec:`:
@@ -223,6 +224,23 @@ def read_export(path: str | Path) -> Export:
     _check_provenance(exp)
     exp.edited = _edited(exp)
     return exp
+
+
+def study_export(study: str, storage: str | None, selector: str) -> tuple[Export, str]:
+    """(the export of the trial `selector` names in a study, the storage URL), built in memory as
+    `explorer export` would write it: `train` and `calibrate` take a study and --trial this way."""
+    from explorer.selection import assess, choose, load_study, parse_selector
+    from explorer.store import resolve_target
+
+    how = parse_selector(selector)  # a bad selector costs no storage access
+    name, url, _ = resolve_target(study, storage)
+    rec = load_study(name, url)
+    chosen = assess(rec, [choose(rec, how)])[0]
+    doc = plain(export_doc(rec, chosen, {"how": "trial", "trial": selector}))
+    exp = Export(Path(file_name(rec.name, chosen.trial.number, "yaml")), SqueezeSpec.from_dict(doc["spec"]),
+                 doc, "yaml")
+    _check_provenance(exp)  # the study's stored trainer and data settings, as for a file
+    return exp, url
 
 
 def _parse_file(path: Path, fmt: str) -> Any:

@@ -7,7 +7,9 @@ with Optuna constraints set so samplers learn, never trained); an identical netw
 (same spec_id) already trained is reused (`duplicate_of`); otherwise the model is built,
 its cost cross-checked with fvcore (a disagreement is a bug: the trial fails loudly and
 the run stops), trained with early stopping, and every figure needed to rebuild the
-result is stored. Ctrl-C fails the trial (reason `interrupted`) and enqueues it again.
+result is stored. A trial the trainer's time_budget_s guard cuts is stored PRUNED with
+end `time_budget` and its reason: fewer epochs than its recipe, so never on a front.
+Ctrl-C fails the trial (reason `interrupted`) and enqueues it again.
 Where the study measures latency (explorer.latency), a network within the analytic budgets
 is built and timed before the duplicate check and the training; over a latency budget, it
 is recorded as infeasible without training. Training runs inside explorer.quiet.training,
@@ -91,8 +93,8 @@ class TrialRunner:
                 continue
             self._seen.add(t.number)
             a = t.user_attrs
-            if a.get(A.INFEASIBLE) or a.get(A.DUPLICATE_OF) is not None or A.CURVE not in a:
-                continue
+            if a.get(A.INFEASIBLE) or a.get(A.DUPLICATE_OF) is not None or A.CURVE not in a or store.is_cut(t):
+                continue  # a cut trial is neither a result to reuse nor a peer to compare with
             if t.state == TrialState.COMPLETE:
                 self.done_by_spec.setdefault(a[A.SPEC_ID], t)
             if self.rule is not None:
@@ -157,10 +159,20 @@ class TrialRunner:
             return self._values(float(dup.values[0]), cost, lat)  # its accuracy, this trial's latency
         self._set(trial, {**record, A.INFEASIBLE: False})
         res, pruned = self._train(trial, model, spec, cost)
+        if res.end == A.CUT:  # the guard cut it: stored, never on a front, never a sampler's value
+            pruned = self._cut_reason(res)
         self._set(trial, {**_result_attrs(res, pruned), **({A.PRUNED_REASON: pruned} if pruned else {})})
         if pruned:
             raise optuna.TrialPruned(pruned)
         return self._values(float(res.final_acc), cost, lat)
+
+    def _cut_reason(self, res) -> str:
+        """Why a trial the time_budget_s guard cut is not comparable, and how to retry it."""
+        t = self.config.trainer
+        done = f"{res.epochs:.2g}" if res.epochs else str(len(res.val_acc))
+        budget = f"={t.time_budget_s:g} s" if t.time_budget_s is not None else ""
+        return (f"time budget: trainer.time_budget_s{budget} reached after {done} of {t.epochs} "
+                "epochs; retry with `explorer run STUDY --retry-cut` (raise time_budget_s on a slow machine)")
 
     def _values(self, acc: float, cost: Cost, lat: Latency | None = None) -> list[float]:
         """The objective values; a latency not measured (over an analytic budget) is +inf."""
@@ -226,11 +238,11 @@ def _latency_attrs(lat: Latency) -> dict[str, Any]:
 
 
 def _result_attrs(res, pruned: str | None) -> dict[str, Any]:
-    """The stored figures of an explorer.train.TrainResult."""
+    """The stored figures of an explorer.train.TrainResult (`end` stays time_budget for a cut trial)."""
     return {A.VAL_ACC: float(res.final_acc), A.BEST_VAL_ACC: float(res.best_acc),
             A.CURVE: [float(a) for a in res.val_acc], A.VAL_LOSS: [float(v) for v in res.val_loss],
             A.TRAIN_SECONDS: float(res.train_seconds), A.IMAGES_PER_S: float(res.images_per_s),
-            A.END: "pruned" if pruned else res.end}
+            A.END: "pruned" if pruned and res.end != A.CUT else res.end}
 
 
 def check_fvcore(model, spec, cost: Cost) -> None:
@@ -269,7 +281,9 @@ def outcome(t) -> Outcome:
     """The summary of a finished FrozenTrial."""
     a = t.user_attrs
     note = a.get(A.PRUNED_REASON) and "pruned"
-    if a.get(A.INFEASIBLE):
+    if a.get(A.END) == A.CUT:
+        note = f"{A.CUT_RETRY}: not on the front"
+    elif a.get(A.INFEASIBLE):
         note = f"infeasible: {a.get(A.OVER_BUDGET)}"
     elif a.get(A.DUPLICATE_OF) is not None:
         note = f"duplicate of #{a[A.DUPLICATE_OF]}"

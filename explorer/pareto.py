@@ -302,9 +302,10 @@ def classify(size: Sequence[float], acc: Sequence[float], infeasible: Sequence[b
              final: Sequence[bool] | None = None) -> np.ndarray:
     """Each point's role: front, dominated, partial, excluded, infeasible or missing.
 
-    `final`: the accuracy is a finished trial's own (False for pruned trials, whose
-    accuracy is partial, and for duplicates, which repeat another trial's result); such
-    points are 'partial' and never on the front.
+    `final`: the accuracy is a finished trial's own, to its last epoch (False for pruned
+    trials and trials cut by the time budget, whose accuracy is partial, and for duplicates,
+    which repeat another trial's result: explorer.store.table.comparable); such points are
+    'partial' and never on the front.
 
     `infeasible`: rejected by the study's own budget; `allowed`: inside the dashboard's
     budgets and filters; 'missing' marks points with no valid size or accuracy. The front

@@ -1,4 +1,5 @@
-"""Choosing trials to export: by number, the Pareto front, the front within a budget; the noise rule.
+"""Choosing trials to export: by number, the Pareto front, the front within a budget; the noise rule;
+one trial by name (`--trial best | smallest | N` of export, train and calibrate).
 
 Within noise. Two accuracies a and b whose seed-noise standard deviations are s_a and
 s_b are tied when |a - b| <= k * sqrt(s_a**2 + s_b**2) (k = 2 by default: about a 95%
@@ -155,3 +156,35 @@ def assess(rec: StudyRecord, trials: list[TrialRecord], *, noise_std: float | No
 
 def _finite_or(v: float, default: float) -> float:
     return v if math.isfinite(v) else default
+
+
+# --- one trial by name: --trial best | smallest | N ------------------------------------------
+
+SELECTORS = ("best", "smallest")
+
+
+def parse_selector(text: str) -> str | int:
+    """'best', 'smallest' or a trial number; UserError (one line) for anything else."""
+    t = str(text).strip().lower()
+    if t in SELECTORS:
+        return t
+    if t.isdigit():
+        return int(t)
+    raise UserError(f"--trial {text!r}: give best, smallest or a trial number such as 12")
+
+
+def choose(rec: StudyRecord, selector: str | int, *, noise_std: float | None = None,
+           k: float = 2.0) -> TrialRecord:
+    """The one trial a selector names: a number, the front's most accurate trial (`best`: highest
+    val_acc, the smaller on a tie) or the smallest front trial within noise of it (`smallest`)."""
+    if isinstance(selector, int):
+        return _by_number(rec, [selector])[0]
+    front = select_trials(rec, pareto=True)  # trained trials only: never a cut or pruned one
+    if selector == "best":
+        return max(front, key=lambda t: (t.num(A.VAL_ACC), -_finite_or(t.num(rec.size_key), math.inf)))
+    pick = next((c for c in assess(rec, front, noise_std=noise_std, k=k) if c.pick), None)
+    if pick is None:
+        raise UserError(f"--trial smallest: study {rec.name!r} has no seed-noise estimate to tell which "
+                        "trials are within noise of the best; run `explorer calibrate STUDY --trial best "
+                        "--seeds 3` first")
+    return pick.trial

@@ -8,7 +8,9 @@ explorer.objective.TrialRunner; it takes an injected `trainer` for tests and ben
 
 Never lose a trial: at start-up and before each trial, RUNNING trials whose worker is gone
 are failed and retried (explorer.store.workers). Ctrl-C (or SIGTERM) fails the running
-trial, enqueues it again and returns; running the same command again resumes.
+trial, enqueues it again and returns; running the same command again resumes. A trial
+the time_budget_s guard cut is counted apart ("2 cut by the time budget") and retried only
+when asked (`retry_cut`, `explorer run --retry-cut`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,22 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     gave_up: str = ""  # why the run stopped early without reaching n_trials (an error)
+    requeued: list[int] = field(default_factory=list)  # cut trials queued again (--retry-cut)
+
+    def counts_text(self) -> str:
+        """'14 complete, 2 cut by the time budget' (states of the trials this call ran)."""
+        return states_text(self.states)
+
+
+CUT_STATE = "CUT"  # a summary key: trials the time_budget_s guard cut (stored PRUNED, end time_budget)
+
+
+def states_text(states: dict[str, int]) -> str:
+    """Counts by state, cut trials apart: '14 complete, 1 pruned, 2 cut by the time budget'."""
+    order = ("COMPLETE", "PRUNED", CUT_STATE, "FAIL", "RUNNING", "WAITING")
+    keys = sorted(states, key=lambda k: (order.index(k) if k in order else len(order), k))
+    return ", ".join(f"{states[k]} {A.CUT_RETRY if k == CUT_STATE else k.lower()}" for k in keys
+                     if states[k]) or "no trials"
 
 
 # --- checks before anything runs ---------------------------------------------------------
@@ -242,13 +260,14 @@ def load_data_for(config: StudyConfig, data_path: str):
 def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: int | None = None,
                timeout_s: float | None = None, trainer: Callable | None = None,
                num_classes: int | None = None, progress: bool = True, out=None,
-               storage_url: str | None = None) -> RunSummary:
+               storage_url: str | None = None, retry_cut: bool = False) -> RunSummary:
     """Run trials of an existing study until n_trials count as done, the time is up or Ctrl-C.
 
     n_trials counts the study's finished trials (all workers, earlier runs included);
     infeasible trials cost microseconds and do not count. Each trial is claimed under the
     study's lock, as `explorer worker` does, so runs and workers together never start more
-    than n_trials (a journal file's lock needs `storage_url`).
+    than n_trials (a journal file's lock needs `storage_url`). `retry_cut` first enqueues
+    the trials the time budget cut; each retry takes its cut trial's place in the count.
     """
     import optuna
     from tqdm import tqdm
@@ -268,8 +287,13 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
 
     with lock():  # fail + requeue atomically for the other workers (see explorer.store.claim)
         stale = store.fail_stale_trials(study)
+        summary.requeued = store.requeue_cut(study) if retry_cut else []
     if stale:
         print(f"retrying trials of workers that died: {', '.join(f'#{n}' for n in stale)}", file=out)
+    if retry_cut:
+        queued = ", ".join(f"#{n}" for n in summary.requeued)
+        print(f"retrying trials cut by the time budget: {queued}" if queued
+              else "no trial cut by the time budget is waiting for a retry", file=out)
     done = store.count_done(study)
     if n_trials is not None and done >= n_trials:
         print(f"{study.study_name}: {done} trials already done (n_trials={n_trials}); nothing to run",
@@ -281,7 +305,8 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
 
     def after(study_, frozen) -> None:
         summary.ran += 1
-        summary.states[frozen.state.name] = summary.states.get(frozen.state.name, 0) + 1
+        key = CUT_STATE if store.is_cut(frozen) else frozen.state.name
+        summary.states[key] = summary.states.get(key, 0) + 1
         counted = frozen.state.name in ("COMPLETE", "PRUNED") and not frozen.user_attrs.get(A.INFEASIBLE)
         summary.trained += int(counted and frozen.user_attrs.get(A.DUPLICATE_OF) is None)
         streak[0] = 0 if counted else streak[0] + 1
@@ -332,7 +357,7 @@ def _num_classes(data: Any) -> int:
 def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: int | None = None,
               timeout_s: float | None = None, data_path: str | None = None, device: str | None = None,
               trainer: Callable | None = None, data: Any = None, progress: bool = True,
-              out=None) -> RunSummary:
+              out=None, retry_cut: bool = False) -> RunSummary:
     """Check everything, create or resume the study, load the data, run trials."""
     out = out or sys.stdout
     url = storage_url or config.storage or store.default_storage_url(config.name)
@@ -353,7 +378,8 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     config = replace(config, storage=store.mask_url(url), **overrides)
     study = open_study(config, url)
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, storage_url=url,
-                         timeout_s=timeout_s, trainer=trainer, progress=progress, out=out)
+                         timeout_s=timeout_s, trainer=trainer, progress=progress, out=out,
+                         retry_cut=retry_cut)
     summary.storage_url = url
     return summary
 

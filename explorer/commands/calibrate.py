@@ -16,7 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "when the study opens, its trial is this network and the recipe is "
                                    "the study's; then writes a noise: mapping (k, mean, std, accs) "
                                    "into FILE.")
-    p.add_argument("file", help="an export file written by `explorer export`")
+    p.add_argument("file", help="an export file written by `explorer export`; with --trial, a study file "
+                                "or study name (the result then goes into the study only)")
+    p.add_argument("--trial", metavar="SEL",
+                   help="calibrate a trial of the study FILE names: best (its most accurate front trial), "
+                        "smallest (the smallest front trial within seed noise of the best; needs a "
+                        "calibration) or a trial number N")
     p.add_argument("--seeds", type=int, required=True, metavar="K", help="number of runs (>= 2)")
     p.add_argument("--seed", type=int, help="first seed (default: the study's trainer seed)")
     p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
@@ -27,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the study's epochs (a changed recipe is written to "
                                                "FILE only, not the study)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--storage", help="storage URL (default: the file's provenance.storage)")
+    p.add_argument("--storage", help="storage URL (default: the file's provenance.storage; with --trial, the "
+                                     "study file's, else runs/<name>.journal)")
     p.set_defaults(func=run)
 
 
@@ -39,12 +45,10 @@ def run(args: argparse.Namespace) -> int:
     trial is the file's network. The study is written before the file, and a failure to
     rewrite the file still prints the result.
     """
-    from pathlib import Path
 
     from explorer import calibration as cal
     from explorer import exportfile as ef
     from explorer import retrain as rt
-    from explorer import util
     from explorer.config import MAX_SEED, check_overrides
     from explorer.errors import UserError
     from explorer.runtime import check_device
@@ -56,17 +60,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seed={args.seed} --seeds={args.seeds}: the last seed would exceed "
                         f"{MAX_SEED}; give a smaller --seed")
     device = check_device(args.device)
-    exp = ef.read_export(args.file)
-    if not exp.provenance:
-        raise UserError(f"{args.file} has no provenance: calibrate needs a file from `explorer export`")
-    if exp.edited:
-        raise UserError(f"{args.file}: {exp.edited}; the noise would not belong to the trial, "
-                        "so export the trial again")
-    try:
-        util.probe_writable(Path(args.file).resolve().parent)
-    except OSError as exc:
-        raise UserError(f"cannot write {args.file} ({exc.strerror or exc}): calibrate rewrites it with the "
-                        "result; make its folder writable or copy the file somewhere writable") from None
+    if args.trial is not None:  # a study's trial: the result goes into the study, there is no file
+        exp, storage = ef.study_export(args.file, args.storage, args.trial)
+        args.storage = storage
+    else:
+        exp = _export_file(args.file)
+        if not exp.provenance:
+            raise UserError(f"{args.file} has no provenance: calibrate needs a file from `explorer export`")
     settings = rt.trainer_settings(exp, epochs=args.epochs)
     first = args.seed if args.seed is not None else int(settings["seed"])
     seeds = list(range(first, first + args.seeds))
@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     note = cal.store_calibration(exp, noise, args.storage) if not not_stored else not_stored
     result = (f"{exp.label}: val_acc {100 * noise['mean']:.2f}% ± {100 * noise['std']:.2f}% (mean ± std "
               f"over {noise['k']} seeds: {', '.join(f'{100 * a:.2f}' for a in noise['accs'])})")
+    if args.trial is not None:
+        print(f"{result}; {note}")
+        return 0
     try:
         ef.update_export(exp, "noise", noise)
     except OSError as exc:
@@ -99,3 +102,23 @@ def run(args: argparse.Namespace) -> int:
                            if note.startswith("stored in") else "")) from None
     print(f"{result}; written to {args.file}; {note}")
     return 0
+
+
+def _export_file(path: str):
+    """The export file, checked unedited and in a writable folder (calibrate rewrites it)."""
+    from pathlib import Path
+
+    from explorer import exportfile as ef
+    from explorer import util
+    from explorer.errors import UserError
+
+    exp = ef.read_export(path)
+    if exp.edited:
+        raise UserError(f"{path}: {exp.edited}; the noise would not belong to the trial, "
+                        "so export the trial again")
+    try:
+        util.probe_writable(Path(path).resolve().parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}): calibrate rewrites it with the "
+                        "result; make its folder writable or copy the file somewhere writable") from None
+    return exp

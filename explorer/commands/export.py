@@ -1,4 +1,4 @@
-"""`explorer export STUDY (--trial N.. | --pareto | --budget B) --out DIR`: chosen trials -> config files."""
+"""`explorer export STUDY (--trial N|best|smallest.. | --pareto | --budget B) --out DIR`: chosen trials -> files."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "K * sqrt(std_a^2 + std_b^2) (see docs/export.md).")
     p.add_argument("study", help="a study name (with --storage, default runs/<name>.journal) or a study file")
     pick = p.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--trial", type=int, nargs="+", metavar="N", help="these trial numbers")
+    pick.add_argument("--trial", nargs="+", metavar="SEL",
+                      help="these trials: numbers, best (the front's most accurate) or smallest (the "
+                           "smallest front trial within seed noise of the most accurate)")
     pick.add_argument("--pareto", action="store_true",
                       help="the Pareto front (max val_acc, min the study's cost objectives)")
     pick.add_argument("--budget", metavar="B", help='the front among trials within a budget, e.g. '
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.budgets import parse_budget
     from explorer.errors import UserError
     from explorer.exportfile import export_trials
-    from explorer.selection import assess, load_study, select_trials
+    from explorer.selection import assess, choose, load_study, parse_selector, select_trials
     from explorer.store import resolve_target
 
     if args.noise_std is not None and not (math.isfinite(args.noise_std) and args.noise_std >= 0):
@@ -45,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.noise_k) and args.noise_k > 0):
         raise UserError(f"--noise-k={args.noise_k}: give a number > 0")
     budget = parse_budget(args.budget) if args.budget is not None else None  # "" is an error
+    selectors = [parse_selector(t) for t in args.trial or []]
     name, url, _ = resolve_target(args.study, args.storage)
     rec = load_study(name, url)
-    trials = select_trials(rec, numbers=args.trial, pareto=args.pareto, budget=budget)
+    numbers = [choose(rec, s, noise_std=args.noise_std, k=args.noise_k).number for s in selectors]
+    trials = select_trials(rec, numbers=numbers, pareto=args.pareto, budget=budget)
     chosen = assess(rec, trials, noise_std=args.noise_std, k=args.noise_k)
     how = "trial" if args.trial else ("budget" if budget else "pareto")
     selection = {"how": how, **({"budget": args.budget} if budget else {})}

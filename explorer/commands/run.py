@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset: a path or name (default: EXPLORER_DATA, the file's "
                                   "data.source, else ../shared/datasets/cifar10-jpeg.tar.gz)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--retry-cut", action="store_true",
+                   help="first queue again every trial the time budget (trainer.time_budget_s) cut; "
+                        "each retry takes its cut trial's place in n_trials")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.config import load_config
     from explorer.errors import UserError
     from explorer.store import mask_url, password_note, runnable_url
-    from explorer.study import run_study
+    from explorer.study import CUT_STATE, run_study
 
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
@@ -38,11 +41,18 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.study, n_trials=args.n_trials, timeout_s=args.timeout)
     summary = run_study(config, storage_url=args.storage, n_trials=args.n_trials,
                         timeout_s=args.timeout, data_path=args.data, device=args.device,
-                        progress=not args.no_progress)
-    states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(summary.states.items())) or "no trials"
+                        progress=not args.no_progress, retry_cut=args.retry_cut)
     url = mask_url(summary.storage_url)
-    print(f"{config.name}: ran {summary.ran} trials ({states}) in {summary.seconds:.0f}s; "
+    print(f"{config.name}: ran {summary.ran} trials ({summary.counts_text()}) in {summary.seconds:.0f}s; "
           f"storage {url}")
+    cut = summary.states.get(CUT_STATE, 0)
+    if cut:
+        budget = config.trainer.time_budget_s
+        limit = f"={budget:g} s" if budget is not None else ""
+        again = f"explorer run {args.study}" + (f" --storage {shlex.quote(url)}" if args.storage else "")
+        print(f"explorer: warning: {cut} trial(s) stopped at trainer.time_budget_s{limit} before their last "
+              f"epoch: kept off the front; raise time_budget_s if this machine is slow or busy, then "
+              f"`{again} --retry-cut`", file=sys.stderr)
     if summary.gave_up:
         raise UserError(f"{config.name}: {summary.gave_up}")
     if summary.interrupted:

@@ -28,15 +28,25 @@ def run(args: argparse.Namespace) -> int:
 
 def report(df, name: str, url: str, objectives: list[str]) -> str:
     """The whole status text for a trial table."""
+    from explorer.store import attrs as A
+    from explorer.study import CUT_STATE, states_text
+
     lines = [f"study {name}  ({url})"]
-    counts = df["state"].value_counts().to_dict() if len(df) else {}
-    lines.append("trials: " + (", ".join(f"{counts[s]} {s.lower()}" for s in
-                                         ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING") if s in counts)
-                               or "none"))
+    counts = {}
+    if len(df):  # a trial the time budget cut is counted apart from its state (PRUNED; COMPLETE if older)
+        cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
+        counts = df["state"].where(~cut, CUT_STATE).value_counts().to_dict()
+    lines.append("trials: " + (states_text(counts) if counts else "none"))
     if len(df):
         extra = [f"{int(df['infeasible'].sum())} over budget (not trained)",
                  f"{int(df['duplicate_of'].notna().sum())} duplicates (reused)"]
         lines.append("        " + ", ".join(extra))
+        if cut.any():
+            retried = set(df.loc[df["retry_reason"] == A.CUT_RETRY, "retry_of"].dropna().astype(int))
+            waiting = sorted(int(n) for n in df.loc[cut, "number"] if int(n) not in retried)
+            lines.append(f"        {int(cut.sum())} {A.CUT_RETRY} (stopped before their last epoch; not on "
+                         f"the front): " + (f"retry {', '.join(f'#{n}' for n in waiting)} with `explorer run "
+                                           f"STUDY --retry-cut`" if waiting else "all retried"))
         # a duplicate carries its original's train_seconds but trained nothing itself
         train_s = df.loc[df["duplicate_of"].isna(), "train_seconds"].fillna(0).sum()
         wall_s = df["duration_s"].fillna(0).sum()
@@ -67,9 +77,10 @@ def front_table(df, objectives: list[str]) -> str:
     """The current Pareto front (feasible, trained COMPLETE trials) as a table with units."""
     import numpy as np
 
+    from explorer.store.table import comparable
     from explorer.util import si
 
-    done = df[(df["state"] == "COMPLETE") & (~df["infeasible"]) & df["duplicate_of"].isna()] if len(df) else df
+    done = df[comparable(df) & (~df["infeasible"])] if len(df) else df
     if not len(done):
         return "Pareto front: no completed trials yet"
     costs = [o for o in objectives if o != "val_acc"] or ["params"]

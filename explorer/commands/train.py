@@ -1,4 +1,5 @@
-"""`explorer train FILE --epochs N --out DIR`: a longer training of an exported config.
+"""`explorer train FILE --epochs N --out DIR`: a longer training of an exported config
+(or `explorer train STUDY --trial best|smallest|N ...`: a study's trial, exported in memory).
 
 The trainer settings stored in the file's provenance are the defaults (each can be
 overridden); the result is evaluated once on the held-out test split and written as a
@@ -19,8 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an exported config longer; test accuracy, checkpoint, model card",
                        description="Train the network of an export (or spec) file with the study's "
                                    "trainer settings (overridable), evaluate it on the held-out test "
-                                   "split, and write DIR/model.pt, DIR/model_card.md and DIR/train.json.")
-    p.add_argument("file", help="an export file (explorer export) or a spec file")
+                                   "split, and write DIR/model.pt, DIR/model_card.md and DIR/train.json (with "
+                                   "--trial, also the trial's export file).")
+    p.add_argument("file", help="an export file (explorer export) or a spec file; with --trial, a study "
+                                "file or study name")
+    p.add_argument("--trial", metavar="SEL",
+                   help="train a trial of the study FILE names: best (its most accurate front trial), "
+                        "smallest (the smallest front trial within seed noise of the best; needs a "
+                        "calibration) or a trial number N")
+    p.add_argument("--storage", help="with --trial: the study's storage URL (default: the study file's, "
+                                     "else runs/<name>.journal)")
     p.add_argument("--epochs", type=int, required=True, help="epochs to train")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
@@ -40,16 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on test, write checkpoint, model card and metrics."""
     from explorer import retrain as rt
+    from explorer import util, yamlio
     from explorer.config import check_overrides
     from explorer.errors import UserError
-    from explorer.exportfile import prepare_out, read_export
+    from explorer.exportfile import prepare_out, read_export, study_export
     from explorer.runtime import check_device, git_revision, package_versions
 
     check_overrides(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                           time_budget=args.time_budget)
-    exp = read_export(args.file)  # before check_device: a bad file is answered without importing torch
+    # before check_device: a bad file is answered without importing torch
+    exp = study_export(args.file, args.storage, args.trial)[0] if args.trial is not None else read_export(args.file)
     device = check_device(args.device)
     if exp.edited:
         print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
@@ -58,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
                                    label_smoothing=args.label_smoothing)
     settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
     out = prepare_out(Path(args.out))  # before the training: a bad folder costs nothing
+    if args.trial is not None:  # the study's trial as `explorer export` writes it, beside the model
+        exp.path = out / exp.path.name
+        util.write_atomic(exp.path, yamlio.dump(exp.doc, exp.fmt))
     source = rt.data_source(args.data, exp)
     data = rt.load_export_data(exp, source, per_class=args.per_class)
     print(f"training {exp.label} for {args.epochs} epochs on {len(data.train.y):,} images "

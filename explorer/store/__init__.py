@@ -13,7 +13,7 @@ names live in `explorer.store.attrs`. Optuna's private names are touched only in
     trials.py   TrialRecord, StudyRecord, read_study, study names, calibrations
     table.py    the trial table (DataFrame) and its CSV / JSON forms
     write.py    set_trial_attrs: many attributes in one append or transaction
-    workers.py  worker identity, heartbeats, failing and retrying dead workers' trials
+    workers.py  worker identity, heartbeats, failing and retrying dead workers' trials; cut trials
     claim.py    the study lock and the claim loop (exactly N trials across workers)
 """
 
@@ -55,8 +55,11 @@ from explorer.store.urls import (
 from explorer.store.workers import (
     Heartbeat,
     Worker,
+    cut_retried,
     fail_stale_trials,
     finalise_own_running,
+    is_cut,
+    requeue_cut,
     retry_stale,
     retry_trial,
     uses_own_heartbeat,
@@ -64,11 +67,11 @@ from explorer.store.workers import (
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
-    "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations",
-    "check_url", "claim_counts", "count_done", "default_storage_url", "fail_stale", "fail_stale_trials",
-    "file_lock", "finalise_own_running", "find_study", "interrupted", "journal_path", "list_studies",
-    "mask_url", "open_storage", "password_note", "read_study", "read_trials", "resolve_target", "retry_stale",
-    "retry_trial", "runnable_url",
-    "set_trial_attrs", "storage_kind", "stored_config", "study_id", "study_lock", "study_names", "study_storage",
-    "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
+    "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url",
+    "claim_counts", "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials",
+    "file_lock", "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_path", "list_studies",
+    "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut", "resolve_target",
+    "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "storage_kind", "stored_config", "study_id",
+    "study_lock", "study_names", "study_storage", "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat",
+    "work",
 ]

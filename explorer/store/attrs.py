@@ -19,6 +19,11 @@ TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
 SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
 INFEASIBLE, OVER_BUDGET, DUPLICATE_OF, PRUNED_REASON = "infeasible", "over_budget", "duplicate_of", "pruned_reason"
 FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
+# The `end` of a trial the trainer's time_budget_s guard cut: not comparable (fewer epochs
+# than its recipe), so it is stored PRUNED with its reason in pruned_reason and never on a
+# front; `explorer run --retry-cut` enqueues its params again (retry_reason CUT_RETRY,
+# retry_of its own number: the retry takes its place in the trial count).
+CUT, CUT_RETRY = "time_budget", "cut by the time budget"
 # Where the study measures latency (explorer.latency): the median ms per forward pass, the
 # relative half-width of its 95% CI, the setting's label (latencies compare only under equal
 # labels) and the whole measurement (setting fields, runs, quiet, cached) as a mapping.

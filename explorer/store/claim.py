@@ -3,7 +3,8 @@
 Before asking Optuna for a trial a worker takes the study's lock (PostgreSQL: an advisory
 lock, explorer.store.pg; a journal or SQLite file: a lock file beside it), fails and
 requeues dead workers' trials, counts the trials that count (COMPLETE or PRUNED and within
-budget) plus the RUNNING ones, and asks only while that sum is below N, inside the lock.
+budget; a trial cut by the time budget stops counting once `--retry-cut` queued its retry)
+plus the RUNNING ones, and asks only while that sum is below N, inside the lock.
 So workers together never start a trial that could make the count exceed N. Over-budget
 and invalid trials do not count, so they free their place for another trial. A worker
 that finds every place taken waits (every `poll_s` seconds) instead of exiting: if another
@@ -23,7 +24,7 @@ from typing import Any, Callable, ContextManager
 from explorer.store import _optuna, pg
 from explorer.store import attrs as A
 from explorer.store.urls import journal_path
-from explorer.store.workers import fail_stale_trials, finalise_own_running
+from explorer.store.workers import cut_retried, fail_stale_trials, finalise_own_running
 from explorer.util import defer_interrupts
 
 
@@ -78,11 +79,14 @@ def claim_counts(study) -> tuple[int, int]:
     """
     from optuna.trial import TrialState
 
+    trials = study.get_trials(deepcopy=False)
+    replaced = cut_retried(trials)  # a cut trial's retry (queued, running or done) takes its place
     done = running = 0
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         if t.state == TrialState.RUNNING:
             running += 1
-        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get(A.INFEASIBLE):
+        elif (t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get(A.INFEASIBLE)
+              and t.number not in replaced):
             done += 1
     return done, running
 

@@ -27,7 +27,7 @@ from explorer.store.trials import StudyRecord, merge_calibration, read_study
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_SECONDS, A.IMAGES_PER_S, A.LATENCY_MS,
                  A.LATENCY_SPREAD, A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
 TEXT_ATTRS = (A.SPEC_ID, A.END, A.DEVICE, A.OVER_BUDGET, A.PRUNED_REASON, A.FAIL_REASON, A.GIT_REV,
-              A.LATENCY_SETTING)
+              A.LATENCY_SETTING, A.RETRY_REASON)
 OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list))
 INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
 STUDY_COLUMNS = ("study", "trainer", "data", "objectives")  # the same on every row of a study
@@ -67,6 +67,16 @@ def trial_table(rec: StudyRecord) -> pd.DataFrame:
     frame["datetime_complete"] = pd.to_datetime(pd.Series([t.datetime_complete for t in trials], dtype=object))
     frame["duration_s"] = (frame["datetime_complete"] - frame["datetime_start"]).dt.total_seconds()
     return _typed_knobs(frame)
+
+
+def comparable(frame: pd.DataFrame) -> np.ndarray:
+    """Rows a front may hold: COMPLETE, trained itself (not a duplicate), not cut by the time budget.
+
+    (Budgets are checked apart: `infeasible`.) A cut trial trained fewer epochs than its
+    recipe, so its accuracy measures the machine's speed as much as the network.
+    """
+    return ((frame["state"] == "COMPLETE").to_numpy() & frame[A.DUPLICATE_OF].isna().to_numpy()
+            & (frame[A.END] != A.CUT).to_numpy())
 
 
 def empty_frame() -> pd.DataFrame:

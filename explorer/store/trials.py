@@ -50,11 +50,17 @@ class TrialRecord:
         return spec if isinstance(spec, dict) else None
 
     @property
+    def cut(self) -> bool:
+        """The time_budget_s guard cut it: fewer epochs than its recipe, so not comparable."""
+        return self.attrs.get(A.END) == A.CUT
+
+    @property
     def trained(self) -> bool:
-        """COMPLETE, within budget, trained itself (not a duplicate), with a finite val_acc and a spec."""
+        """COMPLETE, within budget, trained itself (not a duplicate) to its last epoch (not cut by the
+        time budget), with a finite val_acc and a spec: the trials a front is drawn from."""
         a = self.attrs
         return (self.state == "COMPLETE" and not a.get(A.INFEASIBLE) and a.get(A.DUPLICATE_OF) is None
-                and math.isfinite(self.num(A.VAL_ACC)) and self.spec is not None)
+                and not self.cut and math.isfinite(self.num(A.VAL_ACC)) and self.spec is not None)
 
     @property
     def noise(self) -> dict[str, Any]:

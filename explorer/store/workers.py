@@ -5,7 +5,8 @@ journal file (which has no Optuna heartbeat), a heartbeat every 30 s. A RUNNING 
 whose worker is gone (a dead pid on this host, or silent for 120 s) is marked FAIL and its
 parameters enqueued again (`retry_of`); database storages also use Optuna's heartbeat,
 whose stale-trial callback (`retry_stale`) enqueues the retry. After Ctrl-C a worker
-fails and requeues its own running trial (`finalise_own_running`).
+fails and requeues its own running trial (`finalise_own_running`). Trials cut by the
+time_budget_s guard are retried only when asked (`requeue_cut`, `explorer run --retry-cut`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,29 @@ def retry_trial(study, trial, reason: str) -> None:
         return
     origin = trial.user_attrs.get(A.RETRY_OF, trial.number)
     study.enqueue_trial(dict(trial.params), user_attrs={A.RETRY_OF: origin, A.RETRY_REASON: reason})
+
+
+def is_cut(trial) -> bool:
+    """The trial ended on the time_budget_s guard (fewer epochs than its recipe): not comparable."""
+    return trial.user_attrs.get(A.END) == A.CUT
+
+
+def cut_retried(trials) -> set[int]:
+    """Numbers of cut trials that a --retry-cut retry replaces (it takes their place in the count)."""
+    return {t.user_attrs.get(A.RETRY_OF) for t in trials if t.user_attrs.get(A.RETRY_REASON) == A.CUT_RETRY}
+
+
+def requeue_cut(study) -> list[int]:
+    """Enqueue the params of every finished cut trial not yet retried; their numbers (call under the lock)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    done = cut_retried(trials)
+    cut = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and is_cut(t)
+           and t.number not in done and t.params]
+    for t in cut:
+        study.enqueue_trial(dict(t.params), user_attrs={A.RETRY_OF: t.number, A.RETRY_REASON: A.CUT_RETRY})
+    return [t.number for t in cut]
 
 
 def retry_stale(study, trial) -> None:
