@@ -74,6 +74,7 @@ class TrainerConfig:
     label_smoothing: float = 0.0
     time_budget_s: float | None = None
     seed: int = 0
+    threads: int = 1  # torch intra-op threads per trial process (changes results; explorer.runtime)
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ class TrialRunner:
         record = {A.SPEC: spec.to_dict(), A.SPEC_ID: sid, A.PARAMS: cost.params,
                   A.MACS: cost.macs, A.ACTIVATIONS: cost.activations, A.SIZE_MB: cost.size_mb,
                   A.SIZE_MIB: cost.size_mib, A.SEED: self.config.trainer.seed,
-                  A.DEVICE: self.device, A.VERSIONS: self.versions, A.GIT_REV: self.git_rev}
+                  A.DEVICE: self.device, A.VERSIONS: self.versions, A.GIT_REV: self.git_rev,
+                  A.THREADS: self.config.trainer.threads}
         for k, v in self.config.budget.items():
             if k in ANALYTIC_BUDGETS:
                 trial.set_constraint(k, getattr(cost, k) / v - 1.0)

@@ -32,7 +32,7 @@ from explorer.cost import estimate_cost
 from explorer.datasource import default_archive, require, resolve_source
 from explorer.errors import SpecError, UserError
 from explorer.objective import InvalidSpec, TrialRunner, format_outcome, outcome
-from explorer.runtime import check_device
+from explorer.runtime import check_device, use_threads
 from explorer.space import Space
 from explorer.store import attrs as A
 from explorer.util import defer_interrupts, print_notes, si
@@ -221,6 +221,7 @@ def load_data_for(config: StudyConfig, data_path: str):
     """Load the study's dataset once per process (explorer.data.load_data)."""
     from explorer.data import load_data
 
+    use_threads(config.trainer.threads)  # the resize on load runs on torch's threads too
     d = config.data
     data = load_data(data_path, per_class=d.per_class, val_per_class=d.val_per_class,
                      resolution=d.resolution, seed=d.seed)
@@ -362,13 +363,19 @@ class Joined:
 
 
 def join_worker(url: str, name: str, *, data_path: str | None, device: str | None, n_trials: int | None,
-                heartbeat_interval: int | None = None, grace_period: int | None = None) -> Joined:
-    """Join a study (config from storage), load its data here, build the objective; nothing runs yet."""
+                heartbeat_interval: int | None = None, grace_period: int | None = None,
+                threads: int | None = None) -> Joined:
+    """Join a study (config from storage), load its data here, build the objective; nothing runs yet.
+
+    `threads` replaces the study's trainer.threads for this worker (each trial records its own).
+    """
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, config = join_study(url, name)
+    if threads is not None:
+        config = replace(config, trainer=replace(config.trainer, threads=threads))
     store.tune_heartbeat(study, heartbeat_interval, grace_period)
     device = check_device(device)
     path = require(resolve_source(data_path, config.data.source, missing=(

@@ -20,13 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset: a path or name (default: EXPLORER_DATA, the file's "
                                   "data.source, else ../shared/datasets/cifar10-jpeg.tar.gz)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads per trial process (default: the file's trainer.threads, else 1); "
+                        "part of the study's trainer settings, since it changes results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate, run, print where the results are; 130 after Ctrl-C."""
-    from explorer.config import load_config
+    from dataclasses import replace
+
+    from explorer.config import check_overrides, load_config
     from explorer.errors import UserError
     from explorer.store import mask_url
     from explorer.study import run_study
@@ -35,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout={args.timeout}: give a number of seconds > 0")
+    check_overrides(threads=args.threads)
     config = load_config(args.study, n_trials=args.n_trials, timeout_s=args.timeout)
+    if args.threads is not None:
+        config = replace(config, trainer=replace(config.trainer, threads=args.threads))
     summary = run_study(config, storage_url=args.storage, n_trials=args.n_trials,
                         timeout_s=args.timeout, data_path=args.data, device=args.device,
                         progress=not args.no_progress)

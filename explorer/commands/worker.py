@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset path or name on this machine (default: EXPLORER_DATA, "
                                   "the study's data.source if it exists here, else "
                                   "../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads for this worker's trials (default: the study's trainer.threads); "
+                        "recorded with each trial, since it changes results")
     p.add_argument("--n-trials", type=int, help="finished trials wanted in the whole study "
                                                 "(default: the study's n_trials)")
     p.add_argument("--heartbeat-interval", type=int, default=None, metavar="S",
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     given = args.storage or store.default_storage_url(args.study)
     url = _checked_url(given)
     joined = join_worker(url, args.study, data_path=args.data, device=args.device, n_trials=args.n_trials,
+                         threads=args.threads,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     study, target = joined.study, joined.target
     who = f"{socket.gethostname()}:{os.getpid()}"
@@ -71,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from explorer.config import check_overrides
     from explorer.errors import UserError
 
+    check_overrides(threads=args.threads)
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
     for name in ("heartbeat_interval", "grace_period"):
