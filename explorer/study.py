@@ -13,15 +13,12 @@ trial, enqueues it again and returns; running the same command again resumes.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
 import warnings
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -33,7 +30,9 @@ from explorer.datasource import default_archive, require, resolve_source
 from explorer.errors import SpecError, UserError
 from explorer.objective import InvalidSpec, TrialRunner, format_outcome, outcome
 from explorer.runtime import check_device, use_threads
+from explorer.sampling import make_sampler
 from explorer.space import Space
+from explorer.spec import spec_id
 from explorer.store import attrs as A
 from explorer.util import defer_interrupts, print_notes, si
 
@@ -53,6 +52,7 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     gave_up: str = ""  # why the run stopped early without reaching n_trials (an error)
+    exhausted: str = ""  # why the run stopped early because no new network was coming (not an error)
 
 
 # --- checks before anything runs ---------------------------------------------------------
@@ -94,7 +94,7 @@ def check_space(config: StudyConfig, num_classes: int = 10, samples: int = FEASI
 
 
 def grid_trials(space: Space, config: StudyConfig, wanted: int | None) -> int:
-    """How many trials a grid study can count: its valid, within-budget points (at most `wanted`).
+    """How many trials a grid study can count: its valid, within-budget networks (at most `wanted`).
 
     Over-budget and invalid points are recorded but never count, so aiming at the whole
     grid would make Optuna's GridSampler re-run points to make up the number.
@@ -102,32 +102,19 @@ def grid_trials(space: Space, config: StudyConfig, wanted: int | None) -> int:
     size = space.grid_size()
     countable = size
     if size <= 200_000:  # microseconds per point
-        countable = 0
+        networks = set()  # points that build the same network are duplicates: they count once
         for values in space.grid_points():
             try:
-                countable += not over_budget(estimate_cost(space.spec(values)), config.budget)
+                spec = space.spec(values)
             except SpecError:
-                pass
+                continue
+            if not over_budget(estimate_cost(spec), config.budget):
+                networks.add(spec_id(spec))
+        countable = len(networks)
     return min(wanted or countable, countable)
 
 
 # --- the study -------------------------------------------------------------------------
-
-def make_sampler(config: StudyConfig, space: Space):
-    """The configured Optuna sampler, seeded."""
-    import optuna
-
-    s = config.sampler
-    if s.name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=s.seed)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.name == "nsga2":
-        kw = {"population_size": s.population_size} if s.population_size else {}
-        return optuna.samplers.NSGAIISampler(seed=s.seed, **kw)
-    kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials else {}
-    return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, **kw)
-
 
 def make_pruner(config: StudyConfig):
     """Optuna's median (or percentile) pruner for single-objective studies; else none."""
@@ -274,9 +261,11 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     def after(study_, frozen) -> None:
         summary.ran += 1
         summary.states[frozen.state.name] = summary.states.get(frozen.state.name, 0) + 1
-        counted = frozen.state.name in ("COMPLETE", "PRUNED") and not frozen.user_attrs.get(A.INFEASIBLE)
-        summary.trained += int(counted and frozen.user_attrs.get(A.DUPLICATE_OF) is None)
-        streak[0] = 0 if counted else streak[0] + 1
+        a = frozen.user_attrs
+        feasible = frozen.state.name in ("COMPLETE", "PRUNED") and not a.get(A.INFEASIBLE)
+        counted = feasible and a.get(A.DUPLICATE_OF) is None  # as store.claim_counts counts
+        summary.trained += int(counted)
+        streak[0] = 0 if feasible else streak[0] + 1
         tqdm.write(format_outcome(outcome(frozen)), file=out)
         if counted:
             bar.update(1)
@@ -295,6 +284,9 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         store.interrupted(study, lock)  # fail + requeue atomically for the other workers
     finally:
         bar.close()
+        summary.exhausted = runner.exhausted_reason()
+        if summary.exhausted:
+            print(f"stopping: {summary.exhausted}", file=out)
         if runner.beat is not None:
             runner.beat.stop()
         summary.seconds = time.perf_counter() - started
@@ -386,12 +378,3 @@ def join_worker(url: str, name: str, *, data_path: str | None, device: str | Non
     if config.sampler.name == "grid":
         target = grid_trials(runner.space, config, target)
     return Joined(study, config, runner, target)
-
-
-def reseed(joined: Joined) -> int:
-    """Give this worker's sampler its own seed: equal seeds would propose equal trials."""
-    config = joined.config
-    seed = (config.sampler.seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode())) % 2**31
-    joined.study.sampler = make_sampler(replace(config, sampler=replace(config.sampler, seed=seed)),
-                                        joined.runner.space)
-    return seed

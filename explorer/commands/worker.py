@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Check the storage (fast), join the study, load the data, work; 130 after Ctrl-C."""
     from explorer import store
     from explorer.objective import InvalidSpec, format_outcome, outcome
-    from explorer.study import join_worker, reseed
+    from explorer.study import join_worker
 
     _check_args(args)
     given = args.storage or store.default_storage_url(args.study)
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     study, target = joined.study, joined.target
     who = f"{socket.gethostname()}:{os.getpid()}"
     print(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
-          f"{_count_text(study, target)}; sampler seed {reseed(joined)}", flush=True)
+          f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
+          f"{joined.config.sampler.seed} and its number", flush=True)
 
     def lock():
         return store.study_lock(study, url)
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         store.interrupted(study, lock)
         print(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
         return 130
+    if joined.runner.exhausted_reason():
+        print(f"worker {who} stopping: {joined.runner.exhausted_reason()}", flush=True)
     print(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
     return 0
 

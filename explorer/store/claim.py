@@ -5,7 +5,8 @@ lock, explorer.store.pg; a journal or SQLite file: a lock file beside it), fails
 requeues dead workers' trials, counts the trials that count (COMPLETE or PRUNED and within
 budget) plus the RUNNING ones, and asks only while that sum is below N, inside the lock.
 So workers together never start a trial that could make the count exceed N. Over-budget
-and invalid trials do not count, so they free their place for another trial. A worker
+and invalid trials, and duplicates (a network already trained, recorded with
+`duplicate_of`), do not count, so they free their place for another trial. A worker
 that finds every place taken waits (every `poll_s` seconds) instead of exiting: if another
 worker dies, its RUNNING trial is failed after the heartbeat grace period and retried by
 a waiting worker. `explorer run` and `explorer worker` both claim through `work()`.
@@ -65,7 +66,7 @@ def tune_heartbeat(study, interval: int | None, grace: int | None) -> None:
 
 
 def count_done(study) -> int:
-    """Finished trials that count toward n_trials: trained or reused (COMPLETE/PRUNED, feasible)."""
+    """Finished trials that count toward n_trials: trained (COMPLETE/PRUNED, feasible, not a duplicate)."""
     return claim_counts(study)[0]
 
 
@@ -82,7 +83,8 @@ def claim_counts(study) -> tuple[int, int]:
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.RUNNING:
             running += 1
-        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get(A.INFEASIBLE):
+        elif (t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get(A.INFEASIBLE)
+              and t.user_attrs.get(A.DUPLICATE_OF) is None):
             done += 1
     return done, running
 
