@@ -285,8 +285,6 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     finally:
         bar.close()
         summary.exhausted = runner.exhausted_reason()
-        if summary.exhausted:
-            print(f"stopping: {summary.exhausted}", file=out)
         if runner.beat is not None:
             runner.beat.stop()
         summary.seconds = time.perf_counter() - started
@@ -316,8 +314,14 @@ def _num_classes(data: Any) -> int:
 def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: int | None = None,
               timeout_s: float | None = None, data_path: str | None = None, device: str | None = None,
               trainer: Callable | None = None, data: Any = None, progress: bool = True,
-              out=None) -> RunSummary:
-    """Check everything, create or resume the study, load the data, run trials."""
+              out=None, jobs: int | str | None = None) -> RunSummary:
+    """Check everything, create or resume the study, load the data, run trials.
+
+    `jobs` (default: the study file's `jobs`, else 1): more than one runs the trials in that
+    many child processes (explorer.jobs); 'auto' is one per core on CPU.
+    """
+    from explorer.jobs import resolve_jobs, run_jobs
+
     out = out or sys.stdout
     url = storage_url or config.storage or store.default_storage_url(config.name)
     check_space(config)
@@ -336,6 +340,15 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout_s", timeout_s)) if v is not None}
     config = replace(config, storage=store.mask_url(url), **overrides)
     study = open_study(config, url)
+    n_jobs = resolve_jobs(jobs if jobs is not None else config.jobs, config, device)
+    if n_jobs > 1:
+        if trainer is not None:
+            raise ValueError("an injected trainer runs in this process only: use jobs=1")
+        del data  # the children load their own (from the cache this load filled)
+        summary = run_jobs(study, config, url=url, jobs=n_jobs, device=device, n_trials=n_trials,
+                           summary=RunSummary(study.study_name, url), progress=progress, out=out)
+        summary.storage_url = url
+        return summary
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, storage_url=url,
                          timeout_s=timeout_s, trainer=trainer, progress=progress, out=out)
     summary.storage_url = url

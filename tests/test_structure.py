@@ -33,7 +33,7 @@ LAYERS = (
     ("explorer/commands/", 4), ("explorer/cli.py", 4), ("explorer/__main__.py", 4), ("dashboards/", 4),
     ("explorer/study.py", 3), ("explorer/objective.py", 3), ("explorer/selection.py", 3),
     ("explorer/exportfile.py", 3), ("explorer/retrain.py", 3), ("explorer/calibration.py", 3),
-    ("explorer/onnx_export.py", 3),
+    ("explorer/onnx_export.py", 3), ("explorer/jobs.py", 3),
     ("explorer/store/", 2),
     ("explorer/config.py", 1), ("explorer/configcheck.py", 1), ("explorer/configspace.py", 1),
     ("explorer/space.py", 1), ("explorer/train.py", 1), ("explorer/data.py", 1),

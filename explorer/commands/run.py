@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset: a path or name (default: EXPLORER_DATA, the file's "
                                   "data.source, else ../shared/datasets/cifar10-jpeg.tar.gz)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--jobs", metavar="N|auto",
+                   help="trial processes on this machine sharing the study (default: the file's jobs, "
+                        "else 1; auto: one per core on CPU, docs/scaling.md)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads per trial process (default: the file's trainer.threads, else 1); "
                         "part of the study's trainer settings, since it changes results")
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from explorer.config import check_overrides, load_config
     from explorer.errors import UserError
+    from explorer.jobs import parse_jobs
     from explorer.store import mask_url
     from explorer.study import run_study
 
@@ -41,16 +45,19 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout={args.timeout}: give a number of seconds > 0")
     check_overrides(threads=args.threads)
+    jobs = parse_jobs(args.jobs) if args.jobs is not None else None
     config = load_config(args.study, n_trials=args.n_trials, timeout_s=args.timeout)
     if args.threads is not None:
         config = replace(config, trainer=replace(config.trainer, threads=args.threads))
     summary = run_study(config, storage_url=args.storage, n_trials=args.n_trials,
                         timeout_s=args.timeout, data_path=args.data, device=args.device,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, jobs=jobs)
     states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(summary.states.items())) or "no trials"
     url = mask_url(summary.storage_url)
     print(f"{config.name}: ran {summary.ran} trials ({states}) in {summary.seconds:.0f}s; "
           f"storage {url}")
+    if summary.exhausted:
+        print(f"{config.name}: stopped early: {summary.exhausted}")
     if summary.gave_up:
         raise UserError(f"{config.name}: {summary.gave_up}")
     if summary.interrupted:

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "retried (default 120)")
     p.add_argument("--poll", type=float, default=2.0, metavar="S",
                    help="while every trial is taken, check again every S seconds (default 2)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # started by `run --jobs`
     p.set_defaults(func=run)
 
 
@@ -49,14 +50,18 @@ def run(args: argparse.Namespace) -> int:
     from explorer.study import join_worker
 
     _check_args(args)
-    given = args.storage or store.default_storage_url(args.study)
+    # a child of `run --jobs` gets its storage from the environment (a password stays out of
+    # `ps`) and prints nothing but errors: the parent reports every trial from the storage
+    child_env = os.environ.get("EXPLORER_JOBS_STORAGE") if args.child else None
+    given = args.storage or child_env or store.default_storage_url(args.study)
     url = _checked_url(given)
+    say = (lambda *a, **k: None) if args.child else print
     joined = join_worker(url, args.study, data_path=args.data, device=args.device, n_trials=args.n_trials,
                          threads=args.threads,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     study, target = joined.study, joined.target
     who = f"{socket.gethostname()}:{os.getpid()}"
-    print(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
+    say(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
           f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
           f"{joined.config.sampler.seed} and its number", flush=True)
 
@@ -66,14 +71,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         ran = store.work(study, joined.runner, target=target, lock=lock, poll_s=args.poll,
                          timeout_s=joined.config.timeout_s, catch=(InvalidSpec,), stop=joined.runner.exhausted,
-                         on_trial=lambda s, t: print(format_outcome(outcome(t)), flush=True))
+                         on_trial=lambda s, t: say(format_outcome(outcome(t)), flush=True))
     except KeyboardInterrupt:
         store.interrupted(study, lock)
-        print(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
+        say(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
         return 130
     if joined.runner.exhausted_reason():
-        print(f"worker {who} stopping: {joined.runner.exhausted_reason()}", flush=True)
-    print(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
+        print(f"worker {who} stopping: {joined.runner.exhausted_reason()}", file=sys.stderr if args.child
+              else sys.stdout, flush=True)
+    say(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
     return 0
 
 
