@@ -117,3 +117,34 @@ def test_exports_carry_the_trials_thread_count():
     doc = trial_doc(study="t", number=0, storage="x", state="COMPLETE", attrs={"spec": spec, "threads": 3},
                     config={"trainer": {"epochs": 1, "threads": 1}}, objectives=None, selection={})
     assert doc["provenance"]["trainer"] == {"epochs": 1, "threads": 3}
+
+
+def test_same_file_seed_and_threads_give_bit_identical_accuracies_busy_or_not(tmp_path):
+    # issue 12.4: the machine's load must not change a trial's result (only the thread count,
+    # the torch version and the device may). Two runs of one 2-trial study with the real
+    # trainer, the second beside two busy processes; accuracies and curves compared exactly.
+    import subprocess
+    import sys
+
+    from explorer.data import load_data
+
+    cfg = StudyConfig.from_dict({**BASE, "data": {"source": "synthetic", "per_class": 16, "val_per_class": 8,
+                                                  "resolution": 16},
+                                 "trainer": {"epochs": 2, "batch_size": 16, "seed": 0, "lr": 0.05},
+                                 "check_fvcore": False})
+    data = load_data("synthetic", per_class=16, val_per_class=8, resolution=16, cache_dir=tmp_path / "cache")
+
+    def results(url: str):
+        run_study(cfg, storage_url=url, data=data, device="cpu", progress=False, out=open(os.devnull, "w"))
+        return [(t.params, t.values, t.user_attrs["curve"], t.user_attrs["val_loss"]) for t in stored(url).get_trials()]
+
+    quiet = results(str(tmp_path / "quiet.journal"))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(2)]
+    try:
+        busy = results(str(tmp_path / "busy.journal"))
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert len(quiet) == 2 and quiet == busy
+    assert quiet[0][2] != quiet[1][2]  # two networks that trained (not one result twice)
