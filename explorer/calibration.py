@@ -77,6 +77,7 @@ def recipe_differences(study_config: dict[str, Any] | None, trainer: dict[str, A
     cfg = study_config or {}
     want_t = {**TrainerConfig().__dict__, **(cfg.get("trainer") or {})}
     want_d = {**DataConfig().__dict__, **(cfg.get("data") or {})}
+    trainer = {**TrainerConfig().__dict__, **trainer}  # a setting left out is its default (threads: 1)
     out = [f"{k} {_show(trainer.get(k))} instead of {_show(want_t[k])}"
            for k in want_t if k not in ("seed", *NOT_RECIPE) and not _same(trainer.get(k), want_t[k])]
     out += [f"data.{k} {_show(data.get(k))} instead of {_show(want_d.get(k))}"

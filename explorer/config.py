@@ -81,6 +81,7 @@ class TrainerConfig:
     label_smoothing: float = 0.0
     time_budget_s: float | None = None
     seed: int = 0
+    threads: int = 1  # torch intra-op threads per trial process (changes results; explorer.runtime)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class StudyConfig:
     latency: LatencyConfig | None = None  # set when latency_ms is an objective, a budget, or asked for
     n_trials: int | None = None
     timeout_s: float | None = None
+    jobs: int | str | None = None  # trial processes of `explorer run` on this machine (None: 1); or "auto"
     check_fvcore: bool = True
     description: str = ""
 
@@ -152,6 +154,7 @@ class StudyConfig:
             "sampler": asdict(self.sampler),
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
             "n_trials": self.n_trials, "timeout_s": self.timeout_s,
+            **({"jobs": self.jobs} if self.jobs is not None else {}),
             "check_fvcore": self.check_fvcore, **({"latency": asdict(self.latency)} if self.latency else {}),
         }
 
@@ -205,7 +208,7 @@ def load_config(path: str | Path, *, n_trials: int | None = None,
 def _parse(data: Any, source: str) -> StudyConfig:
     ctx = Ctx(source)
     top = ("name", "description", "storage", "data", "trainer", "space", "objectives",
-           "budgets", "sampler", "early_stop", "n_trials", "timeout_s", "check_fvcore", "latency")
+           "budgets", "sampler", "early_stop", "n_trials", "timeout_s", "jobs", "check_fvcore", "latency")
     check_keys(ctx, data, top, "", None, "")
     if "name" not in data:
         ctx.fail(data, "name", "name", "missing; every study needs a name (letters, digits, -, _)")
@@ -227,6 +230,8 @@ def _parse(data: Any, source: str) -> StudyConfig:
         n_trials=get_value(ctx, data, "n_trials", "", None, nullable(pos_int), "an integer >= 1"),
         timeout_s=get_value(ctx, data, "timeout_s", "", None, nullable(lambda v: _is_num(v) and v > 0),
                        "a number of seconds > 0"),
+        jobs=get_value(ctx, data, "jobs", "", None, nullable(lambda v: v == "auto" or pos_int(v)),
+                       "a number of processes >= 1, or auto (one per core)"),
         check_fvcore=get_value(ctx, data, "check_fvcore", "", True, lambda v: isinstance(v, bool),
                           "true or false"),
     )

@@ -90,6 +90,7 @@ TRAINER_LIMITS: dict[str, Limit] = {
     "label_smoothing": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)", False),
     "time_budget_s": (lambda v: _is_num(v) and v > 0, "a number of seconds > 0", True),
     "seed": (lambda v: is_seed(v), f"an integer in [0, {MAX_SEED}]", False),
+    "threads": (lambda v: _is_int(v) and 1 <= v <= 1024, "an integer in [1, 1024]", False),
 }
 DATA_LIMITS: dict[str, Limit] = {
     "source": (lambda v: isinstance(v, str) and v != "", "a dataset name or a path", True),
@@ -112,6 +113,7 @@ CLI_SETTINGS = {"--epochs": ("trainer", "epochs"), "--batch-size": ("trainer", "
                 "--weight-decay": ("trainer", "weight_decay"),
                 "--label-smoothing": ("trainer", "label_smoothing"),
                 "--time-budget": ("trainer", "time_budget_s"), "--seed": ("trainer", "seed"),
+                "--threads": ("trainer", "threads"),
                 "--per-class": ("data", "per_class")}
 
 

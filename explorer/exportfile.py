@@ -69,7 +69,7 @@ def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[
         raise UserError(f"trial #{number} of {study!r}: its stored spec is invalid: {exc}") from None
     prov = {"study": study, "trial": number, "storage": storage,
             "spec_id": spec_id(spec), "state": state, "seed": attrs.get(A.SEED),
-            "device": attrs.get(A.DEVICE), "trainer": config.get("trainer") or None,
+            "device": attrs.get(A.DEVICE), "trainer": _trainer_of(config, attrs),
             "data": config.get("data") or None, "objectives": objectives,
             "duplicate_of": attrs.get(A.DUPLICATE_OF), "end": attrs.get(A.END),
             "selection": selection, "versions": attrs.get(A.VERSIONS), "git_rev": attrs.get(A.GIT_REV),
@@ -81,6 +81,14 @@ def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[
     if noise:
         doc["noise"] = plain(noise)
     return doc
+
+
+def _trainer_of(config: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The study's trainer settings with the threads this trial trained on (a worker may override them)."""
+    trainer = config.get("trainer") or None
+    if trainer is not None and attrs.get(A.THREADS) is not None:
+        trainer = {**trainer, "threads": attrs[A.THREADS]}
+    return trainer
 
 
 def export_doc(rec: StudyRecord, c: Chosen, selection: dict[str, Any]) -> dict[str, Any]:

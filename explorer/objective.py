@@ -29,10 +29,13 @@ from explorer.early_stop import Peer, SizeAwareRule
 from explorer.errors import SpecError
 from explorer.latency import Latency, latency_of, setting_for
 from explorer.runtime import check_device, git_revision, package_versions
+from explorer.sampling import proposal_seed
 from explorer.space import Space
 from explorer.spec import spec_id as spec_id_of
 from explorer.store import attrs as A
 from explorer.util import defer_interrupts, si
+
+MAX_DUPLICATES = 20  # proposals in a row of networks already trained before the space counts as exhausted
 
 
 class CostMismatch(RuntimeError):
@@ -77,12 +80,25 @@ class TrialRunner:
         self._seen: set[int] = set()
         self.done_by_spec: dict[str, Any] = {}  # spec_id -> first COMPLETE trained trial
         self.peers: list[Peer] = []
+        self.duplicates = 0  # proposals in a row (this process) of networks already trained
 
     def exhausted(self) -> bool:
-        """A grid study with a latency budget has visited every point (which it cuts is known only once timed)."""
+        """No new network is coming: MAX_DUPLICATES proposals in a row were networks already
+        trained, or a grid study with a latency budget has visited every point (which it cuts
+        is known only once timed)."""
+        if self.duplicates >= MAX_DUPLICATES:
+            return True
         if self.config.sampler.name != "grid" or A.LATENCY_MS not in self.config.budget:
             return False
         return self.study.sampler.is_exhausted(self.study)
+
+    def exhausted_reason(self) -> str:
+        """Why `exhausted()` stopped the run ('' when it did not)."""
+        if self.duplicates >= MAX_DUPLICATES:
+            return (f"the space looks exhausted: the sampler proposed {self.duplicates} networks in a row "
+                    "that were already trained (duplicates do not count toward n_trials); widen the space "
+                    "or lower n_trials")
+        return "every grid point was visited" if self.exhausted() else ""
 
     def refresh(self) -> None:
         """Index finished trials not seen before: duplicates by spec_id, peers for early stop."""
@@ -139,7 +155,9 @@ class TrialRunner:
         record = {A.SPEC: spec.to_dict(), A.SPEC_ID: sid, A.PARAMS: cost.params,
                   A.MACS: cost.macs, A.ACTIVATIONS: cost.activations, A.SIZE_MB: cost.size_mb,
                   A.SIZE_MIB: cost.size_mib, A.SEED: self.config.trainer.seed,
-                  A.DEVICE: self.device, A.VERSIONS: self.versions, A.GIT_REV: self.git_rev}
+                  A.DEVICE: self.device, A.VERSIONS: self.versions, A.GIT_REV: self.git_rev,
+                  A.THREADS: self.config.trainer.threads,
+                  A.SAMPLER_SEED: proposal_seed(self.config, trial.number)}
         for k, v in self.config.budget.items():
             if k in ANALYTIC_BUDGETS:
                 trial.set_constraint(k, getattr(cost, k) / v - 1.0)
@@ -156,8 +174,10 @@ class TrialRunner:
         if dup is not None:
             copied = {k: dup.user_attrs[k] for k in A.RESULT_ATTRS if k in dup.user_attrs}
             self._set(trial, {**record, **copied, A.INFEASIBLE: False, A.DUPLICATE_OF: dup.number})
+            self.duplicates += 1  # recorded (the sampler learns from it) but not counted: propose again
             return self._values(float(dup.values[0]), cost, lat)  # its accuracy, this trial's latency
         self._set(trial, {**record, A.INFEASIBLE: False})
+        self.duplicates = 0
         res, pruned = self._train(trial, model, spec, cost)
         if res.end == A.CUT:  # the guard cut it: stored, never on a front, never a sampler's value
             pruned = self._cut_reason(res)

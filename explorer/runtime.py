@@ -1,4 +1,13 @@
-"""The machine and code a result comes from: the device to train on, package versions, git revision."""
+"""The machine and code a result comes from: the device to train on, its threads, package versions, git revision.
+
+Threads are chosen, not inherited (`use_threads`): torch's default intra-op pool has one
+thread per core, and on a machine other programs also use those threads wait on each other
+(measured on a 2-core machine beside a 2-process CPU hog: one thread trained 457-535 img/s,
+two threads 100-187). The thread count also changes a trial's floating-point result, so it
+is a setting of the study (`trainer.threads`, default 1), never a function of the load. The
+`explorer` command sets OMP_WAIT_POLICY=PASSIVE before torch loads, so an idle pool thread
+sleeps instead of spinning against other processes.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +46,38 @@ def check_device(name: str | None) -> str:
     elif dev.type not in ("cpu", "mps"):
         raise UserError(f"--device {name}: unsupported device type {dev.type!r}; use cpu or cuda")
     return name
+
+
+_interop_set = False
+
+
+def use_threads(n: int | None) -> None:
+    """Run torch on `n` intra-op threads (None: leave as is) and one inter-op thread.
+
+    torch accepts the inter-op setting only before any parallel work has started, so it is
+    tried once and skipped quietly where torch refuses it (it shapes no result).
+    """
+    global _interop_set
+    import torch
+
+    if not _interop_set:
+        _interop_set = True
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass
+    if n is not None and torch.get_num_threads() != n:
+        torch.set_num_threads(int(n))
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def package_versions() -> dict[str, str]:

@@ -15,15 +15,12 @@ when asked (`retry_cut`, `explorer run --retry-cut`).
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
 import warnings
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -34,8 +31,10 @@ from explorer.cost import estimate_cost
 from explorer.datasource import default_archive, require, resolve_source
 from explorer.errors import SpecError, UserError
 from explorer.objective import InvalidSpec, TrialRunner, format_outcome, outcome
-from explorer.runtime import check_device
+from explorer.runtime import check_device, use_threads
+from explorer.sampling import make_sampler
 from explorer.space import Space
+from explorer.spec import spec_id
 from explorer.store import attrs as A
 from explorer.util import defer_interrupts, print_notes, si
 
@@ -56,13 +55,14 @@ class RunSummary:
     interrupted: bool = False
     gave_up: str = ""  # why the run stopped early without reaching n_trials (an error)
     requeued: list[int] = field(default_factory=list)  # cut trials queued again (--retry-cut)
+    exhausted: str = ""  # why the run stopped early because no new network was coming (not an error)
 
     def counts_text(self) -> str:
         """'14 complete, 2 cut by the time budget' (states of the trials this call ran)."""
         return states_text(self.states)
 
 
-CUT_STATE = "CUT"  # a summary key: trials the time_budget_s guard cut (stored PRUNED, end time_budget)
+CUT_STATE = store.CUT_STATE  # a summary key: trials the time_budget_s guard cut (stored PRUNED, end time_budget)
 
 
 def states_text(states: dict[str, int]) -> str:
@@ -121,7 +121,7 @@ def _spelled(choice: Any) -> str:
 
 
 def grid_trials(space: Space, config: StudyConfig, wanted: int | None) -> int:
-    """How many trials a grid study can count: its valid, within-budget points (at most `wanted`).
+    """How many trials a grid study can count: its valid, within-budget networks (at most `wanted`).
 
     Over-budget and invalid points are recorded but never count, so aiming at the whole
     grid would make Optuna's GridSampler re-run points to make up the number.
@@ -129,32 +129,19 @@ def grid_trials(space: Space, config: StudyConfig, wanted: int | None) -> int:
     size = space.grid_size()
     countable = size
     if size <= 200_000:  # microseconds per point
-        countable = 0
+        networks = set()  # points that build the same network are duplicates: they count once
         for values in space.grid_points():
             try:
-                countable += not over_budget(estimate_cost(space.spec(values)), config.budget)
+                spec = space.spec(values)
             except SpecError:
-                pass
+                continue
+            if not over_budget(estimate_cost(spec), config.budget):
+                networks.add(spec_id(spec))
+        countable = len(networks)
     return min(wanted or countable, countable)
 
 
 # --- the study -------------------------------------------------------------------------
-
-def make_sampler(config: StudyConfig, space: Space):
-    """The configured Optuna sampler, seeded."""
-    import optuna
-
-    s = config.sampler
-    if s.name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=s.seed)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.name == "nsga2":
-        kw = {"population_size": s.population_size} if s.population_size else {}
-        return optuna.samplers.NSGAIISampler(seed=s.seed, **kw)
-    kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials else {}
-    return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, **kw)
-
 
 def make_pruner(config: StudyConfig):
     """Optuna's median (or percentile) pruner for single-objective studies; else none."""
@@ -248,6 +235,7 @@ def load_data_for(config: StudyConfig, data_path: str):
     """Load the study's dataset once per process (explorer.data.load_data)."""
     from explorer.data import load_data
 
+    use_threads(config.trainer.threads)  # the resize on load runs on torch's threads too
     d = config.data
     data = load_data(data_path, per_class=d.per_class, val_per_class=d.val_per_class,
                      resolution=d.resolution, seed=d.seed)
@@ -291,9 +279,7 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     if stale:
         print(f"retrying trials of workers that died: {', '.join(f'#{n}' for n in stale)}", file=out)
     if retry_cut:
-        queued = ", ".join(f"#{n}" for n in summary.requeued)
-        print(f"retrying trials cut by the time budget: {queued}" if queued
-              else "no trial cut by the time budget is waiting for a retry", file=out)
+        _say_requeued(summary.requeued, out)
     done = store.count_done(study)
     if n_trials is not None and done >= n_trials:
         print(f"{study.study_name}: {done} trials already done (n_trials={n_trials}); nothing to run",
@@ -305,11 +291,13 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
 
     def after(study_, frozen) -> None:
         summary.ran += 1
-        key = CUT_STATE if store.is_cut(frozen) else frozen.state.name
+        key = store.state_key(frozen)
         summary.states[key] = summary.states.get(key, 0) + 1
-        counted = frozen.state.name in ("COMPLETE", "PRUNED") and not frozen.user_attrs.get(A.INFEASIBLE)
-        summary.trained += int(counted and frozen.user_attrs.get(A.DUPLICATE_OF) is None)
-        streak[0] = 0 if counted else streak[0] + 1
+        a = frozen.user_attrs
+        feasible = frozen.state.name in ("COMPLETE", "PRUNED") and not a.get(A.INFEASIBLE)
+        counted = feasible and a.get(A.DUPLICATE_OF) is None  # as store.claim_counts counts
+        summary.trained += int(counted)
+        streak[0] = 0 if feasible else streak[0] + 1
         tqdm.write(format_outcome(outcome(frozen)), file=out)
         if counted:
             bar.update(1)
@@ -328,6 +316,7 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         store.interrupted(study, lock)  # fail + requeue atomically for the other workers
     finally:
         bar.close()
+        summary.exhausted = runner.exhausted_reason()
         if runner.beat is not None:
             runner.beat.stop()
         summary.seconds = time.perf_counter() - started
@@ -354,11 +343,23 @@ def _num_classes(data: Any) -> int:
     return len(classes) if classes is not None else 10
 
 
+def _say_requeued(numbers: list[int], out) -> None:
+    queued = ", ".join(f"#{n}" for n in numbers)
+    print(f"retrying trials cut by the time budget: {queued}" if queued
+          else "no trial cut by the time budget is waiting for a retry", file=out)
+
+
 def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: int | None = None,
               timeout_s: float | None = None, data_path: str | None = None, device: str | None = None,
               trainer: Callable | None = None, data: Any = None, progress: bool = True,
-              out=None, retry_cut: bool = False) -> RunSummary:
-    """Check everything, create or resume the study, load the data, run trials."""
+              out=None, retry_cut: bool = False, jobs: int | str | None = None) -> RunSummary:
+    """Check everything, create or resume the study, load the data, run trials.
+
+    `jobs` (default: the study file's `jobs`, else 1): more than one runs the trials in that
+    many child processes (explorer.jobs); 'auto' is one per core on CPU.
+    """
+    from explorer.jobs import resolve_jobs, run_jobs
+
     out = out or sys.stdout
     url = storage_url or config.storage or store.default_storage_url(config.name)
     check_space(config)
@@ -377,6 +378,21 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout_s", timeout_s)) if v is not None}
     config = replace(config, storage=store.mask_url(url), **overrides)
     study = open_study(config, url)
+    n_jobs = resolve_jobs(jobs if jobs is not None else config.jobs, config, device)
+    if n_jobs > 1:
+        if trainer is not None:
+            raise ValueError("an injected trainer runs in this process only: use jobs=1")
+        del data  # the children load their own (from the cache this load filled)
+        requeued = []
+        if retry_cut:  # queued before the children start, so they run the retries
+            with store.study_lock(study, url):
+                requeued = store.requeue_cut(study)
+            _say_requeued(requeued, out)
+        summary = run_jobs(study, config, url=url, jobs=n_jobs, device=device, n_trials=n_trials,
+                           summary=RunSummary(study.study_name, url, requeued=requeued), progress=progress,
+                           out=out)
+        summary.storage_url = url
+        return summary
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, storage_url=url,
                          timeout_s=timeout_s, trainer=trainer, progress=progress, out=out,
                          retry_cut=retry_cut)
@@ -397,13 +413,19 @@ class Joined:
 
 
 def join_worker(url: str, name: str, *, data_path: str | None, device: str | None, n_trials: int | None,
-                heartbeat_interval: int | None = None, grace_period: int | None = None) -> Joined:
-    """Join a study (config from storage), load its data here, build the objective; nothing runs yet."""
+                heartbeat_interval: int | None = None, grace_period: int | None = None,
+                threads: int | None = None) -> Joined:
+    """Join a study (config from storage), load its data here, build the objective; nothing runs yet.
+
+    `threads` replaces the study's trainer.threads for this worker (each trial records its own).
+    """
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, config = join_study(url, name)
+    if threads is not None:
+        config = replace(config, trainer=replace(config.trainer, threads=threads))
     store.tune_heartbeat(study, heartbeat_interval, grace_period)
     device = check_device(device)
     path = require(resolve_source(data_path, config.data.source, missing=(
@@ -414,12 +436,3 @@ def join_worker(url: str, name: str, *, data_path: str | None, device: str | Non
     if config.sampler.name == "grid":
         target = grid_trials(runner.space, config, target)
     return Joined(study, config, runner, target)
-
-
-def reseed(joined: Joined) -> int:
-    """Give this worker's sampler its own seed: equal seeds would propose equal trials."""
-    config = joined.config
-    seed = (config.sampler.seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode())) % 2**31
-    joined.study.sampler = make_sampler(replace(config, sampler=replace(config.sampler, seed=seed)),
-                                        joined.runner.space)
-    return seed

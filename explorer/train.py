@@ -12,7 +12,8 @@ further epochs cannot help); `time_budget_s` is checked every step;
 `on_epoch_end(epoch, metrics)` returning True stops the run ("stopped"); `pause()`, if
 given, is called between steps and evaluation batches and returns the seconds it waited
 (explorer.quiet: a latency measurement elsewhere on the machine), which are kept out of the
-time budget and of train_seconds. Deterministic on CPU for a given seed. Prints nothing.
+time budget and of train_seconds. Deterministic on CPU for a given seed and thread count
+(`threads`), whatever else runs on the machine. Prints nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from explorer.runtime import use_threads
 
 ENDS = ("completed", "time_budget", "diverged", "dead", "stopped")
 
@@ -59,7 +62,7 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
           channels_last: bool = True, eval_batch_size: int = 1024,
           on_epoch_end: Callable[[int, dict], bool | None] | None = None,
           progress: Callable[[int, int, float], None] | None = None,
-          pause: Callable[[], float] | None = None) -> TrainResult:
+          pause: Callable[[], float] | None = None, threads: int | None = None) -> TrainResult:
     """Train `model` on `data.train`, evaluating on `data.val` after every epoch.
 
     `data` needs `train` and `val` (x uint8 (N, 3, H, W), y) plus `mean` and `std`.
@@ -68,7 +71,10 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
     average used for evaluation (None: off). `progress(step, total_steps, loss)` is
     called every step if given (it forces a sync on CUDA). The time budget counts wall
     time since the start, evaluation included; the last evaluation runs after it.
+    `threads` sets torch's intra-op threads for the run (explorer.runtime.use_threads; None:
+    as they are); on CPU the result depends on it.
     """
+    use_threads(threads)
     device = torch.device(device)
     torch.manual_seed(seed)  # dropout draws from the global generator
     g = torch.Generator(device=device).manual_seed(seed)  # shuffles and augmentation

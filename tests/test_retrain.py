@@ -70,12 +70,13 @@ def test_train_writes_a_checkpoint_that_reloads_with_weights_only(exported, arch
         pred = model((test.x.float() / 255 - mean) / std).argmax(1)
     assert abs((pred == test.y).float().mean().item() - m["test_acc"]) <= 3 / CIFAR10_TEST_IMAGES
     # The study's trainer settings are the defaults; --lr and --epochs override; no time budget.
-    assert ckpt["trainer"] == {**TRAINER, "epochs": 1, "lr": 0.02, "time_budget_s": None}
+    assert ckpt["trainer"] == {**TRAINER, "epochs": 1, "lr": 0.02, "time_budget_s": None, "threads": 1}
     assert m["train_images"] == 100 and m["val_images"] == 10 * VAL_PER_CLASS
     card = (out / "model_card.md").read_text()
     assert f"test accuracy {100 * m['test_acc']:.2f}%" in card
     assert "| lr | 0.02 |" in card and "fire2" in card and "s #0" in card
     assert json.loads((out / "train.json").read_text())["metrics"]["test_acc"] == m["test_acc"]
+    assert json.loads((out / "train.json").read_text())["trainer"]["threads"] == 1  # what changes results
 
 
 def test_calibrate_stores_mean_and_std_in_file_and_study(exported, archive, tmp_path, capsys):

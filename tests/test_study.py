@@ -124,20 +124,32 @@ def test_over_budget_points_never_train(tmp_path):
     assert len(trainer.calls) == sum(t.user_attrs.get("duplicate_of") is None for t in trained)
 
 
-def test_an_identical_network_trains_once(tmp_path):
+def test_an_identical_network_trains_once_and_does_not_count(tmp_path):
     # sr 0.25 and 0.26 round to the same squeeze widths at these sizes: one network, two spellings.
     space = dict(BASE["space"], base_e=16, sr={"choices": [0.25, 0.26]})
-    cfg = config(space=space, n_trials=2, sampler={"name": "grid"})
+    cfg = config(space=space, n_trials=2)
     s = Space.from_config(cfg)
     assert s.spec({"sr": 0.25}) != s.spec({"sr": 0.26})
     assert spec_id(s.spec({"sr": 0.25})) == spec_id(s.spec({"sr": 0.26}))  # 16 * 0.26 rounds to 4
     trainer = FakeTrainer()
-    run(cfg, str(tmp_path / "s.journal"), trainer)
+    summary = run(cfg, str(tmp_path / "s.journal"), trainer)
     done = trials(str(tmp_path / "s.journal"))
-    assert len(trainer.calls) == 1 and len(done) == 2
-    first, second = done
-    assert second.user_attrs["duplicate_of"] == first.number
-    assert second.values == first.values and second.user_attrs["curve"] == first.user_attrs["curve"]
+    # One network: trained once; every later proposal is a duplicate that copies its result and
+    # does not take a place of n_trials, until 20 in a row say the space is exhausted.
+    assert len(trainer.calls) == 1 and len(done) == 1 + 20
+    first, *dups = done
+    assert all(d.user_attrs["duplicate_of"] == first.number for d in dups)
+    assert dups[0].values == first.values and dups[0].user_attrs["curve"] == first.user_attrs["curve"]
+    assert st.count_done(optuna.load_study(study_name="t", storage=st.open_storage(str(tmp_path / "s.journal")))) == 1
+    assert "space looks exhausted" in summary.exhausted and summary.trained == 1
+
+
+def test_a_grid_counts_each_network_once(tmp_path):
+    space = dict(BASE["space"], base_e=16, sr={"choices": [0.25, 0.26, 0.5]})  # two networks, three points
+    trainer = FakeTrainer()
+    run(config(space=space, n_trials=5, sampler={"name": "grid"}), str(tmp_path / "s.journal"), trainer)
+    done = trials(str(tmp_path / "s.journal"))
+    assert len(trainer.calls) == 2 and sum(t.user_attrs.get("duplicate_of") is None for t in done) == 2
 
 
 def test_ctrl_c_finalises_the_trial_and_rerun_resumes(tmp_path):

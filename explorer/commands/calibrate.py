@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the study's epochs (a changed recipe is written to "
                                                "FILE only, not the study)")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads (default: the study's trainer.threads, else 1; another count is "
+                        "a changed recipe, written to FILE only)")
     p.add_argument("--storage", help="storage URL (default: the file's provenance.storage; with --trial, the "
                                      "study file's, else runs/<name>.journal)")
     p.set_defaults(func=run)
@@ -51,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from explorer import retrain as rt
     from explorer.config import MAX_SEED, check_overrides
     from explorer.errors import UserError
-    from explorer.runtime import check_device
+    from explorer.runtime import check_device, use_threads
 
     if args.seeds < 2:
         raise UserError(f"--seeds={args.seeds}: give at least 2 runs (a std needs two)")
-    check_overrides(per_class=args.per_class, epochs=args.epochs, seed=args.seed)
+    check_overrides(per_class=args.per_class, epochs=args.epochs, seed=args.seed, threads=args.threads)
     if args.seed is not None and args.seed + args.seeds - 1 > MAX_SEED:
         raise UserError(f"--seed={args.seed} --seeds={args.seeds}: the last seed would exceed "
                         f"{MAX_SEED}; give a smaller --seed")
@@ -67,13 +70,14 @@ def run(args: argparse.Namespace) -> int:
         exp = _export_file(args.file)
         if not exp.provenance:
             raise UserError(f"{args.file} has no provenance: calibrate needs a file from `explorer export`")
-    settings = rt.trainer_settings(exp, epochs=args.epochs)
+    settings = rt.trainer_settings(exp, epochs=args.epochs, threads=args.threads)
     first = args.seed if args.seed is not None else int(settings["seed"])
     seeds = list(range(first, first + args.seeds))
     source = rt.data_source(args.data, exp)
     recipe = {**rt.data_settings(exp, per_class=args.per_class if args.per_class is not None else "study"),
               "source": source}
     not_stored, diffs = cal.plan_calibration(exp, args.storage, settings, recipe)
+    use_threads(settings["threads"])  # the resize on load runs on torch's threads too
     data = rt.load_export_data(exp, source, per_class=recipe["per_class"])
     print(f"calibrating {exp.label}: {len(seeds)} runs of {settings['epochs']} epochs on "
           f"{len(data.train.y):,} images, seeds {seeds[0]}..{seeds[-1]}, {device}", file=sys.stderr)

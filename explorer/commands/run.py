@@ -23,14 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-cut", action="store_true",
                    help="first queue again every trial the time budget (trainer.time_budget_s) cut; "
                         "each retry takes its cut trial's place in n_trials")
+    p.add_argument("--jobs", metavar="N|auto",
+                   help="trial processes on this machine sharing the study (default: the file's jobs, "
+                        "else 1; auto: one per core on CPU, docs/scaling.md)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads per trial process (default: the file's trainer.threads, else 1); "
+                        "part of the study's trainer settings, since it changes results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate, run, print where the results are; 130 after Ctrl-C."""
-    from explorer.config import load_config
+    from dataclasses import replace
+
+    from explorer.config import check_overrides, load_config
     from explorer.errors import UserError
+    from explorer.jobs import parse_jobs
     from explorer.store import mask_url, password_note, runnable_url
     from explorer.study import CUT_STATE, run_study
 
@@ -38,10 +47,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout={args.timeout}: give a number of seconds > 0")
+    check_overrides(threads=args.threads)
+    jobs = parse_jobs(args.jobs) if args.jobs is not None else None
     config = load_config(args.study, n_trials=args.n_trials, timeout_s=args.timeout)
+    if args.threads is not None:
+        config = replace(config, trainer=replace(config.trainer, threads=args.threads))
     summary = run_study(config, storage_url=args.storage, n_trials=args.n_trials,
                         timeout_s=args.timeout, data_path=args.data, device=args.device,
-                        progress=not args.no_progress, retry_cut=args.retry_cut)
+                        progress=not args.no_progress, retry_cut=args.retry_cut, jobs=jobs)
     url = mask_url(summary.storage_url)
     print(f"{config.name}: ran {summary.ran} trials ({summary.counts_text()}) in {summary.seconds:.0f}s; "
           f"storage {url}")
@@ -53,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"explorer: warning: {cut} trial(s) stopped at trainer.time_budget_s{limit} before their last "
               f"epoch: kept off the front; raise time_budget_s if this machine is slow or busy, then "
               f"`{again} --retry-cut`", file=sys.stderr)
+    if summary.exhausted:
+        print(f"{config.name}: stopped early: {summary.exhausted}")
     if summary.gave_up:
         raise UserError(f"{config.name}: {summary.gave_up}")
     if summary.interrupted:

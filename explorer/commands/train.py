@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, kind in (("batch-size", int), ("lr", float), ("momentum", float), ("weight-decay", float),
                        ("label-smoothing", float)):
         p.add_argument(f"--{name}", type=kind, help="override the study's value")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads (default: the study's trainer.threads, else 1); changes results")
     p.add_argument("--time-budget", type=float, metavar="S", help="stop training after S seconds (default: none)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/model.onnx (needs the [onnx] extra)")
     p.set_defaults(func=run)
@@ -53,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from explorer.config import check_overrides
     from explorer.errors import UserError
     from explorer.exportfile import prepare_out, read_export, study_export
-    from explorer.runtime import check_device, git_revision, package_versions
+    from explorer.runtime import check_device, git_revision, package_versions, use_threads
 
     check_overrides(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-                          time_budget=args.time_budget)
+                          time_budget=args.time_budget, threads=args.threads)
     # before check_device: a bad file is answered without importing torch
     exp = study_export(args.file, args.storage, args.trial)[0] if args.trial is not None else read_export(args.file)
     device = check_device(args.device)
@@ -66,13 +68,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
     settings = rt.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                                    lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                                   label_smoothing=args.label_smoothing)
+                                   label_smoothing=args.label_smoothing, threads=args.threads)
     settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
     out = prepare_out(Path(args.out))  # before the training: a bad folder costs nothing
     if args.trial is not None:  # the study's trial as `explorer export` writes it, beside the model
         exp.path = out / exp.path.name
         util.write_atomic(exp.path, yamlio.dump(exp.doc, exp.fmt))
     source = rt.data_source(args.data, exp)
+    use_threads(settings["threads"])  # the resize on load runs on torch's threads too
     data = rt.load_export_data(exp, source, per_class=args.per_class)
     print(f"training {exp.label} for {args.epochs} epochs on {len(data.train.y):,} images "
           f"({data.source}, {exp.spec.input_size} px) on {device}", file=sys.stderr)

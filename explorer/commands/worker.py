@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset path or name on this machine (default: EXPLORER_DATA, "
                                   "the study's data.source if it exists here, else "
                                   "../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads for this worker's trials (default: the study's trainer.threads); "
+                        "recorded with each trial, since it changes results")
     p.add_argument("--n-trials", type=int, help="finished trials wanted in the whole study "
                                                 "(default: the study's n_trials)")
     p.add_argument("--heartbeat-interval", type=int, default=None, metavar="S",
@@ -36,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "retried (default 120)")
     p.add_argument("--poll", type=float, default=2.0, metavar="S",
                    help="while every trial is taken, check again every S seconds (default 2)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # started by `run --jobs`
     p.set_defaults(func=run)
 
 
@@ -43,17 +47,23 @@ def run(args: argparse.Namespace) -> int:
     """Check the storage (fast), join the study, load the data, work; 130 after Ctrl-C."""
     from explorer import store
     from explorer.objective import InvalidSpec, format_outcome, outcome
-    from explorer.study import join_worker, reseed
+    from explorer.study import join_worker
 
     _check_args(args)
-    given = args.storage or store.default_storage_url(args.study)
+    # a child of `run --jobs` gets its storage from the environment (a password stays out of
+    # `ps`) and prints nothing but errors: the parent reports every trial from the storage
+    child_env = os.environ.get("EXPLORER_JOBS_STORAGE") if args.child else None
+    given = args.storage or child_env or store.default_storage_url(args.study)
     url = _checked_url(given)
+    say = (lambda *a, **k: None) if args.child else print
     joined = join_worker(url, args.study, data_path=args.data, device=args.device, n_trials=args.n_trials,
+                         threads=args.threads,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     study, target = joined.study, joined.target
     who = f"{socket.gethostname()}:{os.getpid()}"
-    print(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
-          f"{_count_text(study, target)}; sampler seed {reseed(joined)}", flush=True)
+    say(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
+          f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
+          f"{joined.config.sampler.seed} and its number", flush=True)
 
     def lock():
         return store.study_lock(study, url)
@@ -61,18 +71,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         ran = store.work(study, joined.runner, target=target, lock=lock, poll_s=args.poll,
                          timeout_s=joined.config.timeout_s, catch=(InvalidSpec,), stop=joined.runner.exhausted,
-                         on_trial=lambda s, t: print(format_outcome(outcome(t)), flush=True))
+                         on_trial=lambda s, t: say(format_outcome(outcome(t)), flush=True))
     except KeyboardInterrupt:
         store.interrupted(study, lock)
-        print(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
+        say(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
         return 130
-    print(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
+    if joined.runner.exhausted_reason():
+        print(f"worker {who} stopping: {joined.runner.exhausted_reason()}", file=sys.stderr if args.child
+              else sys.stdout, flush=True)
+    say(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
     return 0
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from explorer.config import check_overrides
     from explorer.errors import UserError
 
+    check_overrides(threads=args.threads)
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")
     for name in ("heartbeat_interval", "grace_period"):

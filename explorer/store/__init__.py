@@ -53,6 +53,7 @@ from explorer.store.urls import (
     storage_kind,
 )
 from explorer.store.workers import (
+    CUT_STATE,
     Heartbeat,
     Worker,
     cut_retried,
@@ -62,12 +63,13 @@ from explorer.store.workers import (
     requeue_cut,
     retry_stale,
     retry_trial,
+    state_key,
     uses_own_heartbeat,
 )
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
-    "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url",
+    "CUT_STATE", "state_key", "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url",
     "claim_counts", "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials",
     "file_lock", "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_path", "list_studies",
     "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut", "resolve_target",

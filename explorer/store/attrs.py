@@ -17,6 +17,8 @@ PARAMS, MACS, ACTIVATIONS, SIZE_MB, SIZE_MIB = COSTS
 VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS = "val_acc", "best_val_acc", "curve", "val_loss"
 TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
 SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
+# torch intra-op threads the trial trained with; the seed its sampler proposed it with
+THREADS, SAMPLER_SEED = "threads", "sampler_seed"
 INFEASIBLE, OVER_BUDGET, DUPLICATE_OF, PRUNED_REASON = "infeasible", "over_budget", "duplicate_of", "pruned_reason"
 FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
 # The `end` of a trial the trainer's time_budget_s guard cut: not comparable (fewer epochs

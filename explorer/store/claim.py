@@ -6,7 +6,8 @@ requeues dead workers' trials, counts the trials that count (COMPLETE or PRUNED 
 budget; a trial cut by the time budget stops counting once `--retry-cut` queued its retry)
 plus the RUNNING ones, and asks only while that sum is below N, inside the lock.
 So workers together never start a trial that could make the count exceed N. Over-budget
-and invalid trials do not count, so they free their place for another trial. A worker
+and invalid trials, and duplicates (a network already trained, recorded with
+`duplicate_of`), do not count, so they free their place for another trial. A worker
 that finds every place taken waits (every `poll_s` seconds) instead of exiting: if another
 worker dies, its RUNNING trial is failed after the heartbeat grace period and retried by
 a waiting worker. `explorer run` and `explorer worker` both claim through `work()`.
@@ -66,7 +67,7 @@ def tune_heartbeat(study, interval: int | None, grace: int | None) -> None:
 
 
 def count_done(study) -> int:
-    """Finished trials that count toward n_trials: trained or reused (COMPLETE/PRUNED, feasible)."""
+    """Finished trials that count toward n_trials: trained (COMPLETE/PRUNED, feasible, not a duplicate)."""
     return claim_counts(study)[0]
 
 
@@ -86,7 +87,7 @@ def claim_counts(study) -> tuple[int, int]:
         if t.state == TrialState.RUNNING:
             running += 1
         elif (t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get(A.INFEASIBLE)
-              and t.number not in replaced):
+              and t.number not in replaced and t.user_attrs.get(A.DUPLICATE_OF) is None):
             done += 1
     return done, running
 

@@ -95,6 +95,14 @@ def retry_trial(study, trial, reason: str) -> None:
     study.enqueue_trial(dict(trial.params), user_attrs={A.RETRY_OF: origin, A.RETRY_REASON: reason})
 
 
+CUT_STATE = "CUT"  # a run summary's key for trials the time_budget_s guard cut (stored PRUNED)
+
+
+def state_key(trial) -> str:
+    """A finished trial's key in a run summary's counts: its state's name, or CUT_STATE if cut."""
+    return CUT_STATE if is_cut(trial) else trial.state.name
+
+
 def is_cut(trial) -> bool:
     """The trial ended on the time_budget_s guard (fewer epochs than its recipe): not comparable."""
     return trial.user_attrs.get(A.END) == A.CUT
