@@ -9,6 +9,8 @@ imports a private Optuna module or reads a private Optuna attribute
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 # Optuna's journal op codes (JournalOperation), used when its private enum cannot be imported.
@@ -85,3 +87,45 @@ def rdb_set_trial_attrs(rdb, trial_id: int, attrs: dict[str, Any], system: bool)
         for k, v in attrs.items():
             write(session, model, trial_id, k, v)
     return True
+
+
+# Optuna's trial runner logs a failed trial under this (private) module's logger: a warning
+# with the whole traceback, then "Trial N failed with value None.".
+OPTIMIZE_LOGGER = "optuna.study._optimize"
+_FAILED = re.compile(r"Trial (\d+) failed with (parameters|value)")
+
+
+class _HandledFailures(logging.Filter):
+    """Drops Optuna's warnings (and traceback) for trials that failed of a condition we handle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled: tuple[type[BaseException], ...] = ()
+        self._dropped: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = _FAILED.match(record.getMessage())
+        if m is None:
+            return True
+        number, exc = int(m.group(1)), record.exc_info
+        if m.group(2) == "parameters":
+            if exc and exc[0] is not None and issubclass(exc[0], self.handled):
+                self._dropped.add(number)
+                return False
+            return True
+        if number in self._dropped:  # the second line of a warning dropped above
+            self._dropped.discard(number)
+            return False
+        return True
+
+
+_FILTER = _HandledFailures()
+
+
+def quiet_failures(*handled: type[BaseException]) -> None:
+    """Silence Optuna's failed-trial warning and traceback for these exceptions: the caller
+    prints its own one line (Ctrl-C, an invalid spec, a storage outage)."""
+    logger = logging.getLogger(OPTIMIZE_LOGGER)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    _FILTER.handled = tuple(dict.fromkeys(_FILTER.handled + handled))

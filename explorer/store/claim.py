@@ -114,6 +114,7 @@ def work(study, objective: Callable, *, target: int | None, lock: Callable[[], C
     Returns how many trials this process ran. `objective` takes an Optuna trial.
     """
     out = out or sys.stdout
+    _optuna.quiet_failures(KeyboardInterrupt, *catch)  # we print our own line for each
     started, ran, said_wait = time.monotonic(), 0, False
     while timeout_s is None or time.monotonic() - started < timeout_s:
         if stop is not None and stop():
