@@ -108,6 +108,7 @@ class TrialRunner:
             values = self.space.suggest(trial)
             return self._evaluate(trial, values)
         except KeyboardInterrupt:
+            store.stop_waiting(self.study)  # an unreachable database is not waited for after Ctrl-C
             with defer_interrupts():
                 self._set(trial, {A.FAIL_REASON: "interrupted"})
                 if values is not None:

@@ -22,6 +22,7 @@ from typing import Any, Callable, ContextManager
 
 from explorer.store import _optuna, pg
 from explorer.store import attrs as A
+from explorer.store.outage import DatabaseUnavailable
 from explorer.store.urls import journal_path
 from explorer.store.workers import fail_stale_trials, finalise_own_running
 from explorer.util import defer_interrupts
@@ -33,7 +34,7 @@ def study_lock(study, url: str | None) -> ContextManager[None]:
     if rdb is not None:
         dialect = rdb.engine.dialect.name
         if dialect == "postgresql":
-            return pg.advisory_lock(rdb, _optuna.study_id(study))
+            return pg.advisory_lock(rdb, _optuna.study_id(study), _optuna.rdb_outage(rdb))
         if dialect == "sqlite":
             return file_lock(Path(rdb.engine.url.database))
         return contextlib.nullcontext()
@@ -100,8 +101,19 @@ def fail_stale(study) -> list[int]:
     return failed
 
 
+def stop_waiting(study) -> None:
+    """After Ctrl-C: calls to an unreachable database fail at once instead of retrying."""
+    outage = _optuna.rdb_outage(_optuna.rdb_of(_optuna.study_storage(study)))
+    if outage is not None:
+        outage.impatient = True
+
+
 def interrupted(study, lock: Callable[[], ContextManager]) -> None:
-    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again, under the lock)."""
+    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again, under the lock).
+
+    While the database is unreachable, Ctrl-C does not wait for it (DatabaseUnavailable, one line).
+    """
+    stop_waiting(study)
     with defer_interrupts(), lock():
         finalise_own_running(study)
 
@@ -114,7 +126,7 @@ def work(study, objective: Callable, *, target: int | None, lock: Callable[[], C
     Returns how many trials this process ran. `objective` takes an Optuna trial.
     """
     out = out or sys.stdout
-    _optuna.quiet_failures(KeyboardInterrupt, *catch)  # we print our own line for each
+    _optuna.quiet_failures(KeyboardInterrupt, DatabaseUnavailable, *catch)  # we print our own line for each
     started, ran, said_wait = time.monotonic(), 0, False
     while timeout_s is None or time.monotonic() - started < timeout_s:
         if stop is not None and stop():
@@ -155,13 +167,21 @@ def _run_one(study, objective: Callable, held: contextlib.ExitStack, catch: tupl
         return objective(trial)
 
     callbacks = [on_trial] if on_trial else []
+    outage = _optuna.rdb_outage(_optuna.rdb_of(_optuna.study_storage(study)))
     try:
         study.optimize(fn, n_trials=1, catch=catch, callbacks=callbacks, gc_after_trial=False)
-    except (UpdateFinishedTrialError, ValueError):
+    except Exception as exc:
+        if outage is not None and outage.gave_up:
+            # whatever Optuna made of it (its own UnboundLocalError, when even its clean-up
+            # cannot reach the server): the one line of the outage
+            raise outage.error() from None
+        storage = _optuna.study_storage(study)
         # another worker declared this trial dead (no heartbeat within the grace period)
         # and queued it again; that retry counts, this result does not
-        storage = _optuna.study_storage(study)
-        if not ids or storage.get_trial(ids[0]).state != TrialState.FAIL:
+        # (Optuna 5 then also trips its own `assert False, "Should not reach."` in its clean-up)
+        if not isinstance(exc, (UpdateFinishedTrialError, ValueError, AssertionError)) or not ids:
+            raise
+        if storage.get_trial(ids[0]).state != TrialState.FAIL:
             raise
         print(f"#{storage.get_trial(ids[0]).number} was failed by another worker (heartbeat too late); "
               "its retry counts", file=out, flush=True)

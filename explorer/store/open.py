@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from explorer.errors import UserError
-from explorer.store import pg
+from explorer.store import _optuna, pg
 from explorer.store.attrs import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from explorer.store.journal import JournalFile, StorageError, WritableJournalFile
+from explorer.store.outage import Outage
 from explorer.store.urls import check_url, journal_path, mask_url, sqlite_path, storage_kind
 
 
@@ -89,6 +90,8 @@ def _open_rdb(url: str, kind: str, create: bool, heartbeat: dict[str, Any]):
         url, engine_kwargs = pg.probe(url), pg.engine_kwargs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeat_interval is "experimental"
+        if kind == "postgresql":  # a server can go away mid-run: ride out the outage (store/outage.py)
+            return _optuna.retrying_rdb(url, Outage(), engine_kwargs=engine_kwargs, **heartbeat)
         return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
 
 
