@@ -16,6 +16,7 @@ so that a latency measurement anywhere on this machine pauses it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -119,6 +120,10 @@ class TrialRunner:
             raise
         except CostMismatch as exc:
             self._set(trial, {A.FAIL_REASON: f"cost mismatch: {exc}"})
+            raise
+        except store.StorageWriteError as exc:  # disk full: say why, if the storage takes this line
+            with contextlib.suppress(store.StorageWriteError):
+                self._set(trial, {A.FAIL_REASON: f"storage write failed: {exc}"})
             raise
         finally:
             if self.beat:

@@ -32,6 +32,10 @@ class StorageError(UserError):
     """A storage that cannot be opened or read: missing, unreadable or not an Optuna storage."""
 
 
+class StorageWriteError(UserError):
+    """A write to the storage failed (disk full, file made read-only or immutable meanwhile)."""
+
+
 class JournalFile(BaseJournalBackend):
     """An Optuna journal file, read only."""
 
@@ -82,17 +86,17 @@ class WritableJournalFile(JournalFile):
             return
         text = "".join(_dumps(log) + "\n" for log in logs).encode("utf-8")
         durable = any(log.get("op_code") in self._durable for log in logs)
-        with defer_interrupts(), _locked(self._lock):
-            with open(self.path, "rb+" if os.path.exists(self.path) else "wb+") as f:
-                # Writers append under this lock, so a torn last line here is a dead
-                # writer's (kill -9, disk full): cut it off, or our line would extend it
-                # into one unreadable line and every later open would fail.
-                cut_torn_tail(f)
-                f.seek(0, os.SEEK_END)
-                f.write(text)
-                f.flush()
-                if durable:
-                    os.fsync(f.fileno())
+        try:
+            with defer_interrupts(), _locked(self._lock):
+                with open(self.path, "rb+" if os.path.exists(self.path) else "wb+", buffering=0) as f:
+                    # Writers append under this lock, so a torn last line here is a dead
+                    # writer's (kill -9, disk full): cut it off, or our line would extend it
+                    # into one unreadable line and every later open would fail.
+                    cut_torn_tail(f)
+                    _append(f, text, durable)
+        except OSError as exc:
+            raise StorageWriteError(f"cannot write to the storage {self.path}: {exc.strerror or exc}; free "
+                                    "disk space or fix its permissions, then rerun to resume") from None
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -135,6 +139,29 @@ def _locked(lock) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _append(f, text: bytes, durable: bool) -> None:
+    """Append `text` at the end of an unbuffered file (fsync if `durable`); a failed write (disk
+    full) is taken back whole."""
+    end = f.seek(0, os.SEEK_END)
+    try:
+        _write(f, text)
+        if durable:
+            os.fsync(f.fileno())
+    except OSError:
+        try:
+            f.truncate(end)  # truncating needs no space: no half line is left for the next reader
+        except OSError:
+            pass  # the next writer cuts a torn tail
+        raise
+
+
+def _write(f, text: bytes) -> None:
+    """All of `text` to an unbuffered file: nothing stays in a buffer to be written after a failure."""
+    view = memoryview(text)
+    while view:
+        view = view[f.write(view):]
 
 
 def cut_torn_tail(f) -> None:

@@ -5,6 +5,7 @@ journal or SQLite file (and its folder); `read_only=True` is the dashboard's acc
 journal is read without its lock and never created or repaired, SQLite is opened with
 `mode=ro`, PostgreSQL in read-only transactions, and no tables are created. Every failure
 is one UserError line naming the fix, passwords masked (StorageError when read-only).
+`check_writable(url)` is a run's check, before it loads any data, that it can write there.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from explorer.store.attrs import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from explorer.store.journal import JournalFile, StorageError, WritableJournalFile
 from explorer.store.outage import Outage
 from explorer.store.urls import check_url, journal_path, mask_url, sqlite_path, storage_kind
+from explorer.util import probe_writable
 
 
 def open_storage(url: str, *, create: bool = False, read_only: bool = False,
@@ -49,6 +51,33 @@ def open_storage(url: str, *, create: bool = False, read_only: bool = False,
             raise StorageError(f"cannot read {mask_url(url)}: {reason}") from None
         raise UserError(f"cannot open storage {mask_url(url)}: {reason}; check the URL, the "
                         "server and the credentials") from None
+
+
+def check_writable(url: str) -> None:
+    """One UserError line unless a run can write this journal or SQLite file and, beside it, its
+    lock files (read-only or immutable file, unwritable folder); PostgreSQL is probed on open."""
+    url = str(url).strip()
+    check_url(url)
+    kind = storage_kind(url)
+    if kind not in ("journal", "sqlite"):
+        return
+    path = journal_path(url) if kind == "journal" else sqlite_path(url)
+    if path.is_dir():
+        return  # open_storage names this one
+    if path.exists():
+        try:
+            open(path, "ab").close()
+        except OSError as exc:
+            raise UserError(f"storage {path} is not writable ({exc.strerror}): check its permissions (or "
+                            "`lsattr` for an immutable file), or pass --storage with a new file") from None
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the first folder run must create
+    try:
+        probe_writable(folder)
+    except OSError as exc:
+        raise UserError(f"cannot write in {folder} ({exc.strerror}), where the storage {path} and its lock "
+                        "files go: fix its permissions or pass --storage with a writable path") from None
 
 
 def _open_journal(path: Path, create: bool, read_only: bool):
