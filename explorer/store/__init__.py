@@ -31,7 +31,7 @@ from explorer.store.claim import (
     work,
 )
 from explorer.store.journal import StorageError, StorageWriteError
-from explorer.store.open import check_writable, open_storage
+from explorer.store.open import check_writable, journal_notes, open_storage
 from explorer.store.outage import DatabaseUnavailable
 from explorer.store.table import read_trials, trial_table
 from explorer.store.trials import (
@@ -68,7 +68,8 @@ __all__ = [
     "DatabaseUnavailable", "Heartbeat", "StorageError", "StorageWriteError", "StudyRecord", "TrialRecord", "Worker",
     "absolute_url", "calibrations", "check_url", "check_writable", "claim_counts", "count_done",
     "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock", "finalise_own_running", "find_study",
-    "interrupted", "journal_path", "list_studies", "mask_url", "open_storage", "read_study", "read_trials",
+    "interrupted", "journal_notes", "journal_path", "list_studies", "mask_url", "open_storage", "read_study",
+    "read_trials",
     "resolve_target", "retry_stale", "retry_trial", "set_trial_attrs", "stop_waiting", "storage_kind",
     "stored_config", "study_id", "study_lock", "study_names", "study_storage", "trial_id", "trial_table",
     "tune_heartbeat", "uses_own_heartbeat", "work",

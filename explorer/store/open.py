@@ -24,11 +24,13 @@ from explorer.store.urls import check_url, journal_path, mask_url, sqlite_path, 
 from explorer.util import probe_writable
 
 
-def open_storage(url: str, *, create: bool = False, read_only: bool = False,
+def open_storage(url: str, *, create: bool = False, read_only: bool = False, skip_bad_lines: bool = False,
                  stale_callback: Callable | None = None,
                  heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S, grace_period: int = GRACE_PERIOD_S):
     """An Optuna storage for `url` (see the module docstring); `stale_callback`, `heartbeat_interval`
-    and `grace_period` set Optuna's heartbeat on database storages opened for work."""
+    and `grace_period` set Optuna's heartbeat on database storages opened for work. A journal's
+    complete lines that are not journal entries are an error, or skipped where `skip_bad_lines`
+    or `read_only` (commands that only read; `journal_notes` names them)."""
     url = str(url).strip()
     try:
         if not url:
@@ -36,7 +38,7 @@ def open_storage(url: str, *, create: bool = False, read_only: bool = False,
         check_url(url)
         kind = storage_kind(url)
         if kind == "journal":
-            return _open_journal(journal_path(url), create, read_only)
+            return _open_journal(journal_path(url), create, read_only, skip_bad_lines or read_only)
         if read_only:
             return _open_rdb_read_only(url, kind)
         return _open_rdb(url, kind, create, dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
@@ -55,7 +57,8 @@ def open_storage(url: str, *, create: bool = False, read_only: bool = False,
 
 def check_writable(url: str) -> None:
     """One UserError line unless a run can write this journal or SQLite file and, beside it, its
-    lock files (read-only or immutable file, unwritable folder); PostgreSQL is probed on open."""
+    lock files (read-only or immutable file, unwritable folder) and read every line of a journal;
+    PostgreSQL is probed on open."""
     url = str(url).strip()
     check_url(url)
     kind = storage_kind(url)
@@ -70,6 +73,8 @@ def check_writable(url: str) -> None:
         except OSError as exc:
             raise UserError(f"storage {path} is not writable ({exc.strerror}): check its permissions (or "
                             "`lsattr` for an immutable file), or pass --storage with a new file") from None
+        if kind == "journal" and path.is_file():
+            JournalFile(str(path)).read_logs(0)  # a line that is no journal entry: JournalLineError
     folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the first folder run must create
@@ -80,13 +85,15 @@ def check_writable(url: str) -> None:
                         "files go: fix its permissions or pass --storage with a writable path") from None
 
 
-def _open_journal(path: Path, create: bool, read_only: bool):
+def _open_journal(path: Path, create: bool, read_only: bool, skip_bad_lines: bool):
     from optuna.storages import JournalStorage
 
     if read_only:
         _require_file(path)  # Optuna's JournalFileBackend would create a missing file
         try:
-            return JournalStorage(JournalFile(str(path)))
+            return _not_all_garbage(JournalStorage(JournalFile(str(path), skip_bad_lines=skip_bad_lines)), path)
+        except StorageError:
+            raise
         except Exception as exc:
             raise StorageError(f"{path} is not an Optuna journal file ({mask_url(' '.join(str(exc).split()))[:300]}); "
                                "pass a .journal file or a sqlite:/// URL") from None
@@ -99,9 +106,30 @@ def _open_journal(path: Path, create: bool, read_only: bool):
             raise UserError(f"cannot create {path.parent}: {exc.strerror}; pass --storage") from None
     if path.is_dir():
         raise UserError(f"storage {path} is a directory; give a file path such as {path}/study.journal")
-    backend = WritableJournalFile(str(path))
+    backend = WritableJournalFile(str(path), skip_bad_lines=skip_bad_lines)
     backend.repair_torn_tail()
-    return JournalStorage(backend)
+    return _not_all_garbage(JournalStorage(backend), path)
+
+
+def _not_all_garbage(storage, path: Path):
+    """The storage, unless every line skipped was all the file had: then it is no journal at all."""
+    backend = _optuna.journal_backend_of(storage)
+    if backend.skipped and not storage.get_all_studies():
+        raise StorageError(f"{path} is not an Optuna journal file (line {backend.skipped[0]} is no journal "
+                           "entry, and no line is); pass a .journal file or a sqlite:/// URL")
+    return storage
+
+
+def journal_notes(storage) -> list[str]:
+    """One line per journal line skipped while reading `storage` (none for other storages)."""
+    backend = _optuna.journal_backend_of(storage)
+    skipped = getattr(backend, "skipped", None) or []
+    if not skipped:
+        return []
+    lines = ", ".join(str(n) for n in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    what = "line {} (not a journal entry)" if len(skipped) == 1 else "lines {} (not journal entries)"
+    return [f"{backend.path}: skipped {what.format(lines)}; showing the trials the other lines hold "
+            f"(`explorer salvage {backend.path} COPY.journal` writes a copy without them)"]
 
 
 def _open_rdb(url: str, kind: str, create: bool, heartbeat: dict[str, Any]):
