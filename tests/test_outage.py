@@ -41,7 +41,7 @@ OUTAGE_S = 20
 # be in any real set-up, or it would take the run's trial for dead even without an outage.
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "40", "--poll", "0.3"]
 CLUSTER = os.environ.get("EXPLORER_TEST_PG_CLUSTER", "main")  # the cluster behind EXPLORER_TEST_PG_URL
-N_TRIALS = 6
+N_TRIALS = 4
 # Each trial sleeps 3 s before training, so the outage finds trials mid-way; the result must
 # be held and written once the server is back.
 SLOW = ("import sys, time; import explorer.train as t; real = t.train; "
@@ -80,6 +80,15 @@ def test_gives_up_after_the_limit_with_one_line():
     assert slept == []
     with pytest.raises(ValueError):  # other errors are not the outage's business
         Outage(600).call(lambda: (_ for _ in ()).throw(ValueError("bad value")))
+
+
+def test_after_ctrl_c_an_unreachable_database_is_not_waited_for():
+    slept: list[float] = []
+    outage = Outage(600, out=io.StringIO(), sleep=slept.append)
+    outage.impatient = True  # what store.stop_waiting sets on Ctrl-C
+    with pytest.raises(DatabaseUnavailable, match="interrupted while the database is unreachable"):
+        outage.call(lambda: (_ for _ in ()).throw(_lost()))
+    assert slept == []
 
 
 def test_a_bad_retry_limit_is_one_line(monkeypatch):
