@@ -129,6 +129,8 @@ def main() -> None:
     except Exception as exc:  # e.g. a corrupt journal line or a database error while listing
         st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc), url)[:300]}")
         return
+    for note in ld.skipped_lines(get_storage(url)):  # a damaged journal: say which lines are not shown
+        st.warning(note)
     if studies.empty:
         st.info(f"The storage {ld.mask_url(url)} holds no studies yet. Run `explorer run STUDY.yaml` "
                 "to create one, then press Refresh.")

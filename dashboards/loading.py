@@ -23,6 +23,11 @@ def open_storage(url: str):
     return store.open_storage(url, read_only=True)
 
 
+def skipped_lines(storage) -> list[str]:
+    """One line per unreadable journal line that reading skipped (explorer.store.journal_notes)."""
+    return store.journal_notes(storage)
+
+
 def list_studies(storage) -> pd.DataFrame:
     """One row per study: name, trial count, objectives, directions (creation order)."""
     rows = [{"study": s["name"], "n_trials": s["n_trials"], "objectives": ", ".join(map(str, s["objectives"])),

@@ -18,6 +18,7 @@ so that a latency measurement anywhere on this machine pauses it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -126,6 +127,7 @@ class TrialRunner:
             values = self.space.suggest(trial)
             return self._evaluate(trial, values)
         except KeyboardInterrupt:
+            store.stop_waiting(self.study)  # an unreachable database is not waited for after Ctrl-C
             with defer_interrupts():
                 self._set(trial, {A.FAIL_REASON: "interrupted"})
                 if values is not None:
@@ -136,6 +138,10 @@ class TrialRunner:
             raise
         except CostMismatch as exc:
             self._set(trial, {A.FAIL_REASON: f"cost mismatch: {exc}"})
+            raise
+        except store.StorageWriteError as exc:  # disk full: say why, if the storage takes this line
+            with contextlib.suppress(store.StorageWriteError):
+                self._set(trial, {A.FAIL_REASON: f"storage write failed: {exc}"})
             raise
         finally:
             if self.beat:

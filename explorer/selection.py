@@ -18,9 +18,9 @@ from typing import Sequence
 
 from explorer.budgets import budget_flag
 from explorer.errors import UserError
-from explorer.store import StudyRecord, TrialRecord, open_storage, read_study
+from explorer.store import StudyRecord, TrialRecord, journal_notes, open_storage, read_study
 from explorer.store import attrs as A
-from explorer.util import si
+from explorer.util import print_notes, si
 
 # --- the noise rule (pure) ---------------------------------------------------------------
 
@@ -65,8 +65,12 @@ def pooled_std(stds: Sequence[float]) -> float:
 # --- choosing --------------------------------------------------------------------------------
 
 def load_study(name: str, url: str) -> StudyRecord:
-    """The stored study `name` (trials, config, calibrations); one-line errors for missing things."""
-    return read_study(open_storage(url), name, url=url)
+    """The stored study `name` (trials, config, calibrations); one-line errors for missing things.
+    A journal's unreadable lines are skipped, each named in a note on stderr."""
+    storage = open_storage(url, skip_bad_lines=True)
+    record = read_study(storage, name, url=url)
+    print_notes(journal_notes(storage))
+    return record
 
 
 def select_trials(rec: StudyRecord, *, numbers: Sequence[int] | None = None, pareto: bool = False,

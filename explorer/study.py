@@ -367,6 +367,7 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
     if config.latency and config.latency.device:  # a named latency device must be here too
         check_device(config.latency.device)
     # Everything is checked, and the data loaded, before the study is created or changed.
+    store.check_writable(url)  # a read-only storage is found before minutes of data loading
     if data is None:
         path = require(resolve_source(data_path, config.data.source, missing=(
             "no data given: pass --data PATH, set EXPLORER_DATA, set data.source in the study file, "

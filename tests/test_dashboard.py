@@ -158,15 +158,16 @@ def test_reader_skips_a_torn_last_line_until_it_is_complete(hand_storage):
     assert len(ld.load_trials(reader, "hand")) == 5
 
 
-def test_reader_cannot_write_and_rejects_a_corrupt_line(hand_storage):
+def test_reader_cannot_write_and_skips_a_corrupt_line_naming_it(hand_storage):
     reader = ld.open_storage(str(hand_storage))
     with pytest.raises(ld.StorageError, match="read-only"):
         reader.set_study_user_attr(reader.get_study_id_from_name("hand"), "x", 1)
     lines = hand_storage.read_text().splitlines()
-    lines[2] = "{not json"
+    lines.insert(2, "{not json")  # issue 13: one garbage line must not hide the study
     hand_storage.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ld.StorageError, match="line 3 is not a journal entry"):
-        ld.open_storage(str(hand_storage))
+    reader = ld.open_storage(str(hand_storage))
+    assert ld.load_trials(reader, "hand")["number"].tolist() == [0, 1, 2, 3]
+    assert "skipped line 3 (not a journal entry)" in ld.skipped_lines(reader)[0]
 
 
 def test_load_trials_reads_attrs_knobs_and_study_list(hand_storage):

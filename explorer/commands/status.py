@@ -17,11 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the status report."""
-    from explorer.store import attrs, mask_url, open_storage, read_study, resolve_target, trial_table
+    from explorer.store import attrs, journal_notes, mask_url, open_storage, read_study, resolve_target, trial_table
+    from explorer.util import print_notes
 
     name, url, objectives = resolve_target(args.study, args.storage)
-    rec = read_study(open_storage(url), name, url=url,
-                     default_objectives=objectives or attrs.DEFAULT_OBJECTIVES)
+    storage = open_storage(url, skip_bad_lines=True)
+    rec = read_study(storage, name, url=url, default_objectives=objectives or attrs.DEFAULT_OBJECTIVES)
+    print_notes(journal_notes(storage))
     print(report(trial_table(rec), name, mask_url(url), rec.objectives))
     return 0
 

@@ -23,11 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the table."""
-    from explorer.store import open_storage, read_trials, resolve_target
+    from explorer.store import journal_notes, open_storage, read_trials, resolve_target
     from explorer.store.table import to_csv_text, to_json_text
+    from explorer.util import print_notes
 
     name, url, _ = resolve_target(args.study, args.storage)
-    df = read_trials(open_storage(url), name)
+    storage = open_storage(url, skip_bad_lines=True)
+    df = read_trials(storage, name)
+    print_notes(journal_notes(storage))
     text = to_csv_text(df) if args.format == "csv" else to_json_text(df) + "\n"
     if args.output:
         try:

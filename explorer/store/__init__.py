@@ -15,6 +15,7 @@ names live in `explorer.store.attrs`. Optuna's private names are touched only in
     write.py    set_trial_attrs: many attributes in one append or transaction
     workers.py  worker identity, heartbeats, failing and retrying dead workers' trials; cut trials
     claim.py    the study lock and the claim loop (exactly N trials across workers)
+    outage.py   riding out a database outage: retries with back-off, one line, a limit
 """
 
 from explorer.store._optuna import study_id, study_storage, trial_id
@@ -24,12 +25,14 @@ from explorer.store.claim import (
     fail_stale,
     file_lock,
     interrupted,
+    stop_waiting,
     study_lock,
     tune_heartbeat,
     work,
 )
-from explorer.store.journal import StorageError
-from explorer.store.open import open_storage
+from explorer.store.journal import StorageError, StorageWriteError
+from explorer.store.open import check_writable, journal_notes, open_storage
+from explorer.store.outage import DatabaseUnavailable
 from explorer.store.table import read_trials, trial_table
 from explorer.store.trials import (
     StudyRecord,
@@ -69,11 +72,12 @@ from explorer.store.workers import (
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
-    "CUT_STATE", "state_key", "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url",
-    "claim_counts", "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials",
-    "file_lock", "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_path", "list_studies",
+    "CUT_STATE", "DatabaseUnavailable", "Heartbeat", "StorageError", "StorageWriteError", "StudyRecord",
+    "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url", "check_writable", "claim_counts",
+    "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock",
+    "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",
     "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut", "resolve_target",
-    "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "storage_kind", "stored_config", "study_id",
-    "study_lock", "study_names", "study_storage", "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat",
-    "work",
+    "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind",
+    "stored_config", "study_id", "study_lock", "study_names", "study_storage", "trial_id", "trial_table",
+    "tune_heartbeat", "uses_own_heartbeat", "work",
 ]

@@ -24,8 +24,10 @@ from typing import Any, Callable, ContextManager
 
 from explorer.store import _optuna, pg
 from explorer.store import attrs as A
+from explorer.store.journal import StorageWriteError
+from explorer.store.outage import DatabaseUnavailable
 from explorer.store.urls import journal_path
-from explorer.store.workers import cut_retried, fail_stale_trials, finalise_own_running
+from explorer.store.workers import cut_retried, fail_and_retry, fail_stale_trials, finalise_own_running, retry_trial
 from explorer.util import defer_interrupts
 
 
@@ -35,7 +37,7 @@ def study_lock(study, url: str | None) -> ContextManager[None]:
     if rdb is not None:
         dialect = rdb.engine.dialect.name
         if dialect == "postgresql":
-            return pg.advisory_lock(rdb, _optuna.study_id(study))
+            return pg.advisory_lock(rdb, _optuna.study_id(study), _optuna.rdb_outage(rdb))
         if dialect == "sqlite":
             return file_lock(Path(rdb.engine.url.database))
         return contextlib.nullcontext()
@@ -105,8 +107,19 @@ def fail_stale(study) -> list[int]:
     return failed
 
 
+def stop_waiting(study) -> None:
+    """After Ctrl-C: calls to an unreachable database fail at once instead of retrying."""
+    outage = _optuna.rdb_outage(_optuna.rdb_of(_optuna.study_storage(study)))
+    if outage is not None:
+        outage.impatient = True
+
+
 def interrupted(study, lock: Callable[[], ContextManager]) -> None:
-    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again, under the lock)."""
+    """No trial of this process stays RUNNING after Ctrl-C (failed and queued again, under the lock).
+
+    While the database is unreachable, Ctrl-C does not wait for it (DatabaseUnavailable, one line).
+    """
+    stop_waiting(study)
     with defer_interrupts(), lock():
         finalise_own_running(study)
 
@@ -119,6 +132,8 @@ def work(study, objective: Callable, *, target: int | None, lock: Callable[[], C
     Returns how many trials this process ran. `objective` takes an Optuna trial.
     """
     out = out or sys.stdout
+    # we print our own line for each of these
+    _optuna.quiet_failures(KeyboardInterrupt, DatabaseUnavailable, StorageWriteError, *catch)
     started, ran, said_wait = time.monotonic(), 0, False
     while timeout_s is None or time.monotonic() - started < timeout_s:
         if stop is not None and stop():
@@ -159,13 +174,55 @@ def _run_one(study, objective: Callable, held: contextlib.ExitStack, catch: tupl
         return objective(trial)
 
     callbacks = [on_trial] if on_trial else []
+    outage = _optuna.rdb_outage(_optuna.rdb_of(_optuna.study_storage(study)))
     try:
         study.optimize(fn, n_trials=1, catch=catch, callbacks=callbacks, gc_after_trial=False)
-    except (UpdateFinishedTrialError, ValueError):
+    except Exception as exc:
+        if outage is not None and outage.gave_up:
+            # whatever Optuna made of it (its own UnboundLocalError, when even its clean-up
+            # cannot reach the server): the one line of the outage
+            raise outage.error() from None
+        storage = _optuna.study_storage(study)
+        failed_write = _in_chain(exc, StorageWriteError)
+        if failed_write is not None:
+            raise _write_failed(study, ids, failed_write) from None
         # another worker declared this trial dead (no heartbeat within the grace period)
         # and queued it again; that retry counts, this result does not
-        storage = _optuna.study_storage(study)
-        if not ids or storage.get_trial(ids[0]).state != TrialState.FAIL:
+        # (Optuna 5 then also trips its own `assert False, "Should not reach."` in its clean-up)
+        if not isinstance(exc, (UpdateFinishedTrialError, ValueError, AssertionError)) or not ids:
+            raise
+        if storage.get_trial(ids[0]).state != TrialState.FAIL:
             raise
         print(f"#{storage.get_trial(ids[0]).number} was failed by another worker (heartbeat too late); "
               "its retry counts", file=out, flush=True)
+
+
+def _in_chain(exc: BaseException | None, cls: type) -> Any:
+    """The first exception of type `cls` among `exc` and its causes and contexts, or None."""
+    for _ in range(20):
+        if exc is None or isinstance(exc, cls):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _write_failed(study, ids: list[int], exc: StorageWriteError) -> StorageWriteError:
+    """A write to the storage failed mid-trial: the trial is failed (Optuna leaves it RUNNING when
+    its own last write failed too) and queued again, if the storage takes a line now; one line."""
+    from optuna.trial import TrialState
+
+    if not ids:
+        return exc
+    storage, number = _optuna.study_storage(study), None
+    try:
+        trial = storage.get_trial(ids[0])
+        number = trial.number
+        if trial.state == TrialState.RUNNING:
+            fail_and_retry(study, trial, f"storage write failed: {exc}", "storage write failed")
+        elif trial.state == TrialState.FAIL:
+            retry_trial(study, trial, "storage write failed")
+        return exc
+    except Exception:  # noqa: BLE001 - still cannot write: the next run here fails it (its pid is gone)
+        which = f"trial #{number}" if number is not None else "the trial"
+        return StorageWriteError(f"{exc}; {which} stays RUNNING until the next run or worker fails and "
+                                 "retries it")

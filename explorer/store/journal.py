@@ -32,29 +32,50 @@ class StorageError(UserError):
     """A storage that cannot be opened or read: missing, unreadable or not an Optuna storage."""
 
 
-class JournalFile(BaseJournalBackend):
-    """An Optuna journal file, read only."""
+class StorageWriteError(UserError):
+    """A write to the storage failed (disk full, file made read-only or immutable meanwhile)."""
 
-    def __init__(self, path: str) -> None:
+
+class JournalLineError(StorageError):
+    """A complete line of a journal that is not a journal entry (garbage mid-file)."""
+
+
+class JournalFile(BaseJournalBackend):
+    """An Optuna journal file, read only.
+
+    `skip_bad_lines`: a complete line that is not a journal entry is skipped and its number
+    kept in `skipped` (read-only commands show the readable trials); otherwise it is a
+    JournalLineError naming the line (a writer must not build on a journal it cannot read).
+    """
+
+    def __init__(self, path: str, *, skip_bad_lines: bool = False) -> None:
         self.path = str(path)
-        self._next = (0, 0)  # (log number, byte offset) where the next read starts
+        self.skip_bad_lines = skip_bad_lines
+        self.skipped: list[int] = []  # 1-based line numbers of the lines skipped
+        self._next = (0, 0, 0)  # (log number, byte offset, line number) where the next read starts
 
     def read_logs(self, log_number_from: int) -> list[dict[str, Any]]:
         """The logs from number `log_number_from` on; reads only the bytes not read before."""
-        number, offset = self._next if log_number_from >= self._next[0] else (0, 0)
+        number, offset, line_no = self._next if log_number_from >= self._next[0] else (0, 0, 0)
         with open(self.path, "rb") as f:
             f.seek(offset)
             data = f.read()
         logs = []
         for line in data.split(b"\n")[:-1]:  # the piece after the last newline is unfinished
-            offset += len(line) + 1
-            if number >= log_number_from and line.strip():
-                try:
-                    logs.append(_fast_loads(line))
-                except ValueError:
-                    logs.append(_slow_loads(line, number))
-            number += 1
-        self._next = (number, offset)
+            offset, line_no = offset + len(line) + 1, line_no + 1
+            if not line.strip():
+                continue
+            log = _entry(line)
+            if log is None:
+                if not self.skip_bad_lines:
+                    raise JournalLineError(bad_line_message(self.path, line_no, line))
+                if line_no not in self.skipped:
+                    self.skipped.append(line_no)
+                continue
+            if number >= log_number_from:
+                logs.append(log)
+            number += 1  # Optuna numbers the logs it was given: skipped lines are not logs
+        self._next = (number, offset, line_no)
         return logs
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
@@ -65,8 +86,8 @@ class JournalFile(BaseJournalBackend):
 class WritableJournalFile(JournalFile):
     """An Optuna journal file that this process appends to (see the module docstring)."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, *, skip_bad_lines: bool = False) -> None:
+        super().__init__(path, skip_bad_lines=skip_bad_lines)
         if not os.path.exists(self.path):
             open(self.path, "ab").close()
         self._lock = JournalFileSymlinkLock(self.path)  # Optuna's default: its writers use it too
@@ -82,17 +103,17 @@ class WritableJournalFile(JournalFile):
             return
         text = "".join(_dumps(log) + "\n" for log in logs).encode("utf-8")
         durable = any(log.get("op_code") in self._durable for log in logs)
-        with defer_interrupts(), _locked(self._lock):
-            with open(self.path, "rb+" if os.path.exists(self.path) else "wb+") as f:
-                # Writers append under this lock, so a torn last line here is a dead
-                # writer's (kill -9, disk full): cut it off, or our line would extend it
-                # into one unreadable line and every later open would fail.
-                cut_torn_tail(f)
-                f.seek(0, os.SEEK_END)
-                f.write(text)
-                f.flush()
-                if durable:
-                    os.fsync(f.fileno())
+        try:
+            with defer_interrupts(), _locked(self._lock):
+                with open(self.path, "rb+" if os.path.exists(self.path) else "wb+", buffering=0) as f:
+                    # Writers append under this lock, so a torn last line here is a dead
+                    # writer's (kill -9, disk full): cut it off, or our line would extend it
+                    # into one unreadable line and every later open would fail.
+                    cut_torn_tail(f)
+                    _append(f, text, durable)
+        except OSError as exc:
+            raise StorageWriteError(f"cannot write to the storage {self.path}: {exc.strerror or exc}; free "
+                                    "disk space or fix its permissions, then rerun to resume") from None
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -137,6 +158,29 @@ def _locked(lock) -> Iterator[None]:
         lock.release()
 
 
+def _append(f, text: bytes, durable: bool) -> None:
+    """Append `text` at the end of an unbuffered file (fsync if `durable`); a failed write (disk
+    full) is taken back whole."""
+    end = f.seek(0, os.SEEK_END)
+    try:
+        _write(f, text)
+        if durable:
+            os.fsync(f.fileno())
+    except OSError:
+        try:
+            f.truncate(end)  # truncating needs no space: no half line is left for the next reader
+        except OSError:
+            pass  # the next writer cuts a torn tail
+        raise
+
+
+def _write(f, text: bytes) -> None:
+    """All of `text` to an unbuffered file: nothing stays in a buffer to be written after a failure."""
+    view = memoryview(text)
+    while view:
+        view = view[f.write(view):]
+
+
 def cut_torn_tail(f) -> None:
     """Truncate an open (rb+) journal file after its last newline, if it ends mid-line."""
     size = f.seek(0, os.SEEK_END)
@@ -162,12 +206,43 @@ def _dumps(log: dict[str, Any]) -> str:
     return json.dumps(log, separators=(",", ":"))  # Optuna's own spelling of a log line
 
 
-def _slow_loads(line: bytes, number: int) -> Any:
-    """A line orjson refused (it reads no integers beyond 64 bits; json does), or ValueError."""
+def salvage(src: str, dst: str) -> list[int]:
+    """Write `dst`: the journal `src` without its complete lines that are not journal entries (and
+    without an unfinished last line); the 1-based numbers of the lines left out. Never overwrites."""
+    from explorer.util import atomic_write
+
+    with open(src, "rb") as f:
+        lines = f.read().split(b"\n")
+    kept, dropped = [], []
+    for number, line in enumerate(lines[:-1], start=1):
+        if line.strip():
+            (kept.append(line) if _entry(line) is not None else dropped.append(number))
+    if lines[-1]:
+        dropped.append(len(lines))  # an unfinished last line
+    if os.path.exists(dst):
+        raise UserError(f"{dst} exists: give a new file for the repaired copy")
+    atomic_write(dst, lambda f: f.write(b"".join(line + b"\n" for line in kept)), binary=True)
+    return dropped
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    """One journal log (a JSON object with an op_code), or None for a line that is none."""
     try:
-        return json.loads(line)
+        log = _fast_loads(line)
     except ValueError:
-        raise ValueError(f"line {number + 1} is not a journal entry") from None
+        try:
+            log = json.loads(line)  # orjson reads no integers beyond 64 bits; json does
+        except ValueError:
+            return None
+    return log if isinstance(log, dict) and "op_code" in log else None
+
+
+def bad_line_message(path: str, line_no: int, line: bytes) -> str:
+    """One line naming a journal's unreadable line and what to do about it."""
+    excerpt = line[:40].decode("utf-8", "replace").encode("unicode_escape").decode("ascii")
+    return (f"{path} line {line_no} is not a journal entry ({excerpt!r}{'...' if len(line) > 40 else ''}); "
+            f"`explorer status`, `trials`, `export` and the dashboard skip it, and `explorer salvage {path} "
+            "COPY.journal` writes a copy without it to run on")
 
 
 try:

@@ -19,6 +19,7 @@ import re
 from typing import Any, Iterator
 
 from explorer.errors import UserError
+from explorer.store.outage import is_connection_error
 from explorer.store.urls import mask_url as mask
 
 SCHEMES = ("postgresql", "postgres")
@@ -130,11 +131,40 @@ def _raw_password(url: str) -> str | None:
 
 
 @contextlib.contextmanager
-def advisory_lock(storage, study_id: int) -> Iterator[None]:
-    """Hold a cluster-wide lock for one study until the block ends (RDBStorage on PostgreSQL)."""
+def advisory_lock(storage, study_id: int, outage=None) -> Iterator[None]:
+    """Hold a cluster-wide lock for one study until the block ends (RDBStorage on PostgreSQL).
+
+    With an `outage` (explorer.store.outage), taking the lock rides out a lost server; losing
+    the connection while holding it frees the lock on the server, so releasing it then is a no-op.
+    """
     import sqlalchemy
 
-    with storage.engine.connect() as conn, conn.begin():
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:c, :s)"),
-                     {"c": LOCK_CLASS, "s": int(study_id)})
+    def take():
+        conn = storage.engine.connect()
+        try:
+            conn.begin()
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:c, :s)"),
+                         {"c": LOCK_CLASS, "s": int(study_id)})
+        except BaseException:
+            _close(conn)
+            raise
+        return conn
+
+    conn = take() if outage is None else outage.call(take)
+    try:
         yield
+    finally:
+        try:
+            conn.commit()
+        except sqlalchemy.exc.DBAPIError as exc:
+            if outage is None or not is_connection_error(exc):
+                raise
+        finally:
+            _close(conn)
+
+
+def _close(conn) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - a dead connection: the server already dropped it and its lock
+        pass
