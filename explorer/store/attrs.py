@@ -16,6 +16,9 @@ SPEC, SPEC_ID = "spec", "spec_id"
 PARAMS, MACS, ACTIVATIONS, SIZE_MB, SIZE_MIB = COSTS
 VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS = "val_acc", "best_val_acc", "curve", "val_loss"
 TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
+# The mean training loss per epoch and its sum (Ru et al. 2021, "Revisiting the train loss":
+# a training-speed estimate that ranks networks; lower is better). explorer.fidelity reports it.
+TRAIN_LOSS, TRAIN_LOSS_SUM = "train_loss", "train_loss_sum"
 SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
 INFEASIBLE, OVER_BUDGET, DUPLICATE_OF, PRUNED_REASON = "infeasible", "over_budget", "duplicate_of", "pruned_reason"
 FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
@@ -39,10 +42,12 @@ HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S = 30, 120  # a RUNNING trial silent for GRA
 
 COST_ATTRS = COSTS
 # What a training run stores (a duplicate copies these from the trial it repeats).
-RESULT_ATTRS = (VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS, TRAIN_SECONDS, IMAGES_PER_S, END)
+RESULT_ATTRS = (VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS, TRAIN_LOSS, TRAIN_LOSS_SUM, TRAIN_SECONDS, IMAGES_PER_S,
+                END)
 DEFAULT_OBJECTIVES = (VAL_ACC, PARAMS)
 
 
 def calibration_key(number: int) -> str:
     """The study user attr holding trial `number`'s calibration."""
     return f"{CALIBRATION_PREFIX}{number}"
+
