@@ -33,6 +33,7 @@ ACC_MEAN, ACC_STD, ACC_SEEDS = NOISE_ATTRS = ("acc_mean", "acc_std", "acc_seeds"
 # Study user attrs.
 CONFIG, OBJECTIVES = "config", "objectives"
 CALIBRATION_PREFIX = "calibration/"  # + trial number: {acc_mean, acc_std, acc_seeds, noise}
+FIDELITY_PREFIX = "fidelity/"  # + recipe key + "/" + trial number: a long-recipe result (explorer.fidelity)
 
 # Trial system attrs: who runs a trial, so a dead worker's trial can be found (journal files
 # have no Optuna heartbeat, so explorer writes its own).
@@ -51,3 +52,7 @@ def calibration_key(number: int) -> str:
     """The study user attr holding trial `number`'s calibration."""
     return f"{CALIBRATION_PREFIX}{number}"
 
+
+def fidelity_key(recipe: str, number: int) -> str:
+    """The study user attr holding trial `number`'s result under the long recipe `recipe`."""
+    return f"{FIDELITY_PREFIX}{recipe}/{number}"
