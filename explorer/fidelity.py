@@ -152,18 +152,24 @@ def _farthest(pts: np.ndarray, pool: list[int], have: list[int], acc: Sequence[f
     return pool[int(np.argmax(dist))]
 
 
-def eligible(rec: StudyRecord) -> list[TrialRecord]:
+def eligible(rec: StudyRecord, include_cut: bool = False) -> list[TrialRecord]:
     """Trials whose short result is a full short run: trained, and ended `completed` (not cut by the
-    time budget, dead, diverged or stopped early: their accuracy is another, shorter signal)."""
-    return [t for t in rec.trials if t.trained and t.attrs.get(A.END, "completed") == "completed"]
+    time budget, dead, diverged or stopped early: their accuracy is another, shorter signal);
+    `include_cut` also admits trials cut by the time budget (a busy machine cuts most of them)."""
+    ends = ("completed", "time_budget") if include_cut else ("completed",)
+    return [t for t in rec.trials if t.trained and t.attrs.get(A.END, "completed") in ends]
 
 
-def plan(rec: StudyRecord, recipe: Recipe, k: int) -> tuple[list[TrialRecord], list[TrialRecord]]:
-    """(trials already measured with the recipe, trials to measure now) among the trained ones."""
-    trained = eligible(rec)
+def plan(rec: StudyRecord, recipe: Recipe, k: int, *, include_cut: bool = False
+         ) -> tuple[list[TrialRecord], list[TrialRecord]]:
+    """(trials already measured with the recipe, trials to measure now) among the eligible ones."""
+    trained = eligible(rec, include_cut)
     if not trained:
+        cut = sum(t.trained and t.attrs.get(A.END) == "time_budget" for t in rec.trials)
         raise UserError(f"study {rec.name!r} has no trained trials that ran their last epoch (COMPLETE, not cut "
-                        "by the time budget, not dead) to measure; run the study first")
+                        "by the time budget, not dead) to measure; "
+                        + (f"{cut} were cut by the time budget: pass --include-cut to measure them too"
+                           if cut else "run the study first"))
     done = stored(rec).get(recipe.key, {})
     size = [t.num(rec.size_key) for t in trained]
     acc = [t.num(A.VAL_ACC) for t in trained]
@@ -188,7 +194,7 @@ def measure(trial: TrialRecord, recipe: Recipe, data, *, device: str, trainer: C
         res = trainer(seeded_model(spec, recipe.trainer["seed"]), data, device=device, pause=pause,
                       **recipe.trainer)
     return {A.VAL_ACC: float(res.final_acc), A.BEST_VAL_ACC: float(res.best_acc),
-            A.CURVE: [float(a) for a in res.val_acc], A.TRAIN_LOSS_SUM: float(getattr(res, "train_loss_sum", 0.0)),
+            A.CURVE: [float(a) for a in res.val_acc], A.TRAIN_LOSS_SUM: float(getattr(res, "train_loss_sum", math.nan)),
             A.END: res.end, "epochs": float(res.epochs), A.TRAIN_SECONDS: float(res.train_seconds),
             "seconds": round(time.perf_counter() - t0, 1), A.SPEC_ID: spec_id(spec),
             "recipe": {"change": recipe.change, "trainer": recipe.trainer,
@@ -212,17 +218,18 @@ def run_fidelity(storage, rec: StudyRecord, recipe: Recipe, todo: list[TrialReco
 
 # --- the report ----------------------------------------------------------------------------------
 
-def report(rec: StudyRecord, recipe_key: str, *, noise_std: float | None = None,
+def report(rec: StudyRecord, recipe_key: str, *, noise_std: float | None = None, include_cut: bool = False,
            n_boot: int = rs.N_BOOT, seed: int = rs.SEED) -> dict[str, Any]:
     """The measured trials of one recipe and every figure of the module docstring, JSON-ready."""
     results = stored(rec).get(recipe_key, {})
-    by = {t.number: t for t in eligible(rec)}
+    by = {t.number: t for t in eligible(rec, include_cut)}
     rows = [(by[n], r) for n, r in sorted(results.items()) if n in by and _finite(r.get(A.VAL_ACC))]
     size = np.array([t.num(rec.size_key) for t, _ in rows], dtype=float)
     long = np.array([float(r[A.VAL_ACC]) for _, r in rows], dtype=float)
     chance = 1.0 / _classes(rows)
     out: dict[str, Any] = {
         "study": rec.name, "recipe": recipe_key, "n": len(rows), "size_key": rec.size_key,
+        "cut": sum(t.attrs.get(A.END) == "time_budget" for t, _ in rows),
         "change": rows[0][1].get("recipe", {}).get("change", recipe_key) if rows else recipe_key,
         "trials": [{"number": t.number, "size": t.num(rec.size_key), "short": t.num(A.VAL_ACC),
                     A.TRAIN_LOSS_SUM: t.num(A.TRAIN_LOSS_SUM), "long": float(r[A.VAL_ACC]), A.END: r.get(A.END)}
@@ -322,7 +329,8 @@ def verdict(rep: dict[str, Any]) -> str:
 
 def format_report(rep: dict[str, Any]) -> str:
     """The report as text: a table of the measured trials, the figures per signal, the verdict."""
-    lines = [f"fidelity of study {rep['study']}: {rep['n']} trial(s) retrained with {rep['change']}"]
+    lines = [f"fidelity of study {rep['study']}: {rep['n']} trial(s) retrained with {rep['change']}"
+             + (f" ({rep['cut']} of them cut by the time budget in the study)" if rep.get("cut") else "")]
     if rep["n"]:
         lines.append(f"{'trial':>6} {rep['size_key']:>10} {'short %':>8} {'long %':>7} {'loss sum':>9}  end")
         for r in sorted(rep["trials"], key=lambda r: r["size"]):

@@ -246,4 +246,13 @@ def test_only_full_short_runs_are_sampled(tmp_path):
     rec = read_study(storage, "e")
     done, todo = fd.plan(rec, fd.long_recipe(rec.config), 8)
     assert done == [] and sorted(t.number for t in todo) == [3, 4, 5]
+    _, with_cut = fd.plan(rec, fd.long_recipe(rec.config), 8, include_cut=True)
+    assert sorted(t.number for t in with_cut) == [0, 3, 4, 5]  # the time-budget cut one; never dead ones
+    cut = optuna.create_study(storage=storage, study_name="c", directions=["maximize", "minimize"])
+    trials = factory.random_trials(3, seed=2)
+    for t in trials:
+        t.user_attrs["end"] = "time_budget"
+    cut.add_trials(trials)
+    with pytest.raises(UserError, match="3 were cut by the time budget: pass --include-cut"):
+        fd.plan(read_study(storage, "c"), fd.long_recipe(rec.config), 8)
 

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--noise-std", type=float, metavar="S",
                    help="seed-noise std of val_acc for the within-noise pick (default: the study's calibrations)")
+    p.add_argument("--include-cut", action="store_true",
+                   help="also sample and report trials the study's time budget cut before their last epoch")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run)
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     storage = open_storage(url)
     rec = read_study(storage, name, url=url, default_objectives=objectives or attrs.DEFAULT_OBJECTIVES)
     recipe = fd.long_recipe(rec.config, epochs=args.epochs, per_class=args.per_class, resolution=args.resolution)
-    done, todo = fd.plan(rec, recipe, args.sample)
+    done, todo = fd.plan(rec, recipe, args.sample, include_cut=args.include_cut)
     if todo:
         data, device = _load(args, rec, recipe)
         print(f"fidelity {name} ({mask_url(url)}): {recipe.change} ({recipe.factor:g}x the cost); "
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         fd.run_fidelity(storage, rec, recipe, todo, data, device=device,
                         log=lambda line: print(line, file=sys.stderr))
         rec = read_study(storage, name, url=url, default_objectives=rec.objectives)
-    rep = fd.report(rec, recipe.key, noise_std=args.noise_std)
+    rep = fd.report(rec, recipe.key, noise_std=args.noise_std, include_cut=args.include_cut)
     print(json.dumps(rep, allow_nan=True) if args.json else fd.format_report(rep))
     return 0
 
