@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import exports, figures
+from dashboards import fidelity as fidelity_view
 from dashboards import landscape as landscape_view
 from dashboards import loading as ld
 from explorer import pareto
@@ -167,7 +168,7 @@ def main() -> None:
     roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
                             frame["study"].to_numpy(), final)
     tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",
-                    "Space landscape"], key="view", on_change="rerun")
+                    "Space landscape", "Fidelity"], key="view", on_change="rerun")
     if tabs[0].open:
         with tabs[0]:
             pareto_tab(frame, hover, roles, view, len(chosen) > 1)
@@ -183,6 +184,9 @@ def main() -> None:
     if tabs[4].open:
         with tabs[4]:
             landscape_view.show(get_storage(url), chosen, frame)
+    if tabs[5].open:
+        with tabs[5]:
+            fidelity_view.show(get_storage(url), chosen)
 
 
 def auto_refresh(url: str, studies: tuple[str, ...], fps: tuple) -> None:

@@ -268,7 +268,9 @@ def _result_attrs(res, pruned: str | None) -> dict[str, Any]:
     return {A.VAL_ACC: float(res.final_acc), A.BEST_VAL_ACC: float(res.best_acc),
             A.CURVE: [float(a) for a in res.val_acc], A.VAL_LOSS: [float(v) for v in res.val_loss],
             A.TRAIN_SECONDS: float(res.train_seconds), A.IMAGES_PER_S: float(res.images_per_s),
-            A.END: "pruned" if pruned and res.end != A.CUT else res.end}
+            A.END: "pruned" if pruned and res.end != A.CUT else res.end,
+            **({A.TRAIN_LOSS: [float(v) for v in res.train_loss], A.TRAIN_LOSS_SUM: float(res.train_loss_sum)}
+               if getattr(res, "train_loss", None) else {})}  # a test's fake trainer may not measure it
 
 
 def check_fvcore(model, spec, cost: Cost) -> None:

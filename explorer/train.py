@@ -39,6 +39,8 @@ class TrainResult:
 
     val_acc: list[float] = field(default_factory=list)  # per evaluation (epoch; last may be partial)
     val_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)  # mean training loss per epoch run
+    train_loss_sum: float = 0.0  # their sum: Ru et al. 2021's training-speed estimate (lower: better)
     final_acc: float = 0.0  # last evaluation; 0.0 when diverged (the weights are not finite)
     best_acc: float = 0.0
     train_seconds: float = 0.0  # optimisation only: excludes evaluation
@@ -108,6 +110,8 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=device, generator=g)
         bad = torch.zeros((), dtype=torch.bool, device=device)
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        first = step
         for i in range(steps_per_epoch):
             if pause is not None:
                 waited = pause()
@@ -125,6 +129,7 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
                 averaged.update()
             step += 1
             bad |= ~torch.isfinite(loss.detach())
+            loss_sum += loss.detach().float()
             if progress:
                 progress(step, total_steps, loss.item())
             if (step % check_every == 0 or i == steps_per_epoch - 1) and bad.item():
@@ -139,6 +144,8 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
         result.train_seconds += time.perf_counter() - t0
         result.steps = step
         result.epochs = step / steps_per_epoch if steps_per_epoch else 0.0
+        if step > first:
+            result.train_loss.append(float(loss_sum) / (step - first))
         if result.end == "diverged":
             break
         eval_model = averaged.model if averaged else model
@@ -161,6 +168,7 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
             break
     result.final_acc = result.val_acc[-1] if result.val_acc and result.end != "diverged" else 0.0
     result.best_acc = max(result.val_acc, default=0.0)
+    result.train_loss_sum = math.fsum(result.train_loss)
     result.images_per_s = step * bs / result.train_seconds if result.train_seconds else 0.0
     return result
 

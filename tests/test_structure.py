@@ -33,7 +33,7 @@ LAYERS = (
     ("explorer/commands/", 4), ("explorer/cli.py", 4), ("explorer/__main__.py", 4), ("dashboards/", 4),
     ("explorer/study.py", 3), ("explorer/objective.py", 3), ("explorer/selection.py", 3),
     ("explorer/exportfile.py", 3), ("explorer/retrain.py", 3), ("explorer/calibration.py", 3),
-    ("explorer/onnx_export.py", 3), ("explorer/jobs.py", 3),
+    ("explorer/onnx_export.py", 3), ("explorer/jobs.py", 3), ("explorer/fidelity.py", 3),
     ("explorer/store/", 2),
     ("explorer/config.py", 1), ("explorer/configcheck.py", 1), ("explorer/configspace.py", 1),
     ("explorer/space.py", 1), ("explorer/train.py", 1), ("explorer/data.py", 1),
@@ -41,7 +41,7 @@ LAYERS = (
     ("explorer/pareto.py", 1), ("explorer/early_stop.py", 1), ("explorer/datasource.py", 1),
     ("explorer/util.py", 1), ("explorer/budgets.py", 1), ("explorer/runtime.py", 1),
     ("explorer/costtable.py", 1), ("explorer/latency.py", 1), ("explorer/latency_cache.py", 1),
-    ("explorer/quiet.py", 1), ("explorer/landscape.py", 1), ("explorer/sampling.py", 1),
+    ("explorer/quiet.py", 1), ("explorer/landscape.py", 1), ("explorer/sampling.py", 1), ("explorer/rankstats.py", 1),
     ("explorer/spec.py", 0), ("explorer/cost.py", 0), ("explorer/model.py", 0), ("explorer/presets.py", 0),
     ("explorer/errors.py", 0), ("explorer/__init__.py", 0), ("explorer/yamlio.py", 0),
 )

@@ -95,6 +95,7 @@ def test_end_to_end_on_real_cifar(tmp_path, cifar_archive, monkeypatch, capsys):
         assert len(a["curve"]) == 1 and 0.0 <= a["val_acc"] <= 1.0 and a["train_seconds"] > 0
         assert a["device"] == "cpu" and a["versions"]["optuna"] == optuna.__version__
         assert a["git_rev"] and a["seed"] == 0 and a["end"] == "completed"
+        assert len(a["train_loss"]) == 1 and a["train_loss_sum"] == a["train_loss"][0] > 0
         assert t.values == [a["val_acc"], a["params"]]
     stored = optuna.load_study(study_name="e2e", storage=st.open_storage("runs/e2e.journal"))
     assert stored.metric_names == ["val_acc", "params"]

@@ -181,3 +181,19 @@ def test_dead_squeezenet_stops_after_one_epoch(synthetic):
     assert r.end == "dead" and len(r.val_acc) == 1 and r.val_loss[0] == pytest.approx(math.log(10))
     # a live network of the same shape is not called dead
     assert train(build_model(spec), synthetic, epochs=1, batch_size=64).end == "completed"
+
+
+def test_train_loss_sum_is_the_sum_of_per_epoch_mean_losses(synthetic):
+    """With lr 0 the network never changes (no BatchNorm, no dropout, no augmentation), so every
+    epoch's mean training loss is the cross-entropy evaluate() measures on the training split."""
+    spec = SqueezeSpec(base_e=16, incr_e=16, n_fire=2, stem="cifar", stem_width=16, pools=(1,),
+                       batchnorm=False, dropout=0.0, num_classes=10, input_size=16)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    _, want = evaluate(model, synthetic.train.x, synthetic.train.y, mean=synthetic.mean, std=synthetic.std)
+    res = train(model, synthetic, epochs=3, batch_size=len(synthetic.train.y) // 4, lr=0.0, momentum=0.0,
+                weight_decay=0.0, label_smoothing=0.0, crop_pad=0, flip=False, channels_last=False)
+    assert res.train_loss == pytest.approx([want] * 3, rel=1e-4)
+    assert res.train_loss_sum == pytest.approx(3 * want, rel=1e-4)
+    learnt = train(fresh(), synthetic, epochs=3, batch_size=32, lr=0.05)
+    assert len(learnt.train_loss) == 3 and learnt.train_loss[-1] < learnt.train_loss[0]

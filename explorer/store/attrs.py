@@ -16,6 +16,9 @@ SPEC, SPEC_ID = "spec", "spec_id"
 PARAMS, MACS, ACTIVATIONS, SIZE_MB, SIZE_MIB = COSTS
 VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS = "val_acc", "best_val_acc", "curve", "val_loss"
 TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
+# The mean training loss per epoch and its sum (Ru et al. 2021, "Revisiting the train loss":
+# a training-speed estimate that ranks networks; lower is better). explorer.fidelity reports it.
+TRAIN_LOSS, TRAIN_LOSS_SUM = "train_loss", "train_loss_sum"
 SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
 # torch intra-op threads the trial trained with; the seed its sampler proposed it with
 THREADS, SAMPLER_SEED = "threads", "sampler_seed"
@@ -37,6 +40,7 @@ ACC_MEAN, ACC_STD, ACC_SEEDS = NOISE_ATTRS = ("acc_mean", "acc_std", "acc_seeds"
 # Study user attrs.
 CONFIG, OBJECTIVES = "config", "objectives"
 CALIBRATION_PREFIX = "calibration/"  # + trial number: {acc_mean, acc_std, acc_seeds, noise}
+FIDELITY_PREFIX = "fidelity/"  # + recipe key + "/" + trial number: a long-recipe result (explorer.fidelity)
 
 # Trial system attrs: who runs a trial, so a dead worker's trial can be found (journal files
 # have no Optuna heartbeat, so explorer writes its own).
@@ -46,10 +50,16 @@ HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S = 30, 120  # a RUNNING trial silent for GRA
 
 COST_ATTRS = COSTS
 # What a training run stores (a duplicate copies these from the trial it repeats).
-RESULT_ATTRS = (VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS, TRAIN_SECONDS, IMAGES_PER_S, END)
+RESULT_ATTRS = (VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS, TRAIN_LOSS, TRAIN_LOSS_SUM, TRAIN_SECONDS, IMAGES_PER_S,
+                END)
 DEFAULT_OBJECTIVES = (VAL_ACC, PARAMS)
 
 
 def calibration_key(number: int) -> str:
     """The study user attr holding trial `number`'s calibration."""
     return f"{CALIBRATION_PREFIX}{number}"
+
+
+def fidelity_key(recipe: str, number: int) -> str:
+    """The study user attr holding trial `number`'s result under the long recipe `recipe`."""
+    return f"{FIDELITY_PREFIX}{recipe}/{number}"

@@ -85,6 +85,7 @@ class StudyRecord:
     objectives: list[str]
     frozen_trials: list  # optuna FrozenTrials, as read (explorer.store.table builds its columns from them)
     calibrations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    fidelity: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # recipe -> trial -> result
 
     @cached_property
     def trials(self) -> list[TrialRecord]:
@@ -124,6 +125,16 @@ def calibrations(study_attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
             if k.startswith(A.CALIBRATION_PREFIX) and k[n:].isdigit() and isinstance(v, dict)}
 
 
+def fidelity_results(study_attrs: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Recipe key -> trial number -> long result, from the study user attrs `fidelity/<recipe>/<N>`."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for k, v in study_attrs.items():
+        recipe, _, number = k[len(A.FIDELITY_PREFIX):].rpartition("/")
+        if k.startswith(A.FIDELITY_PREFIX) and recipe and number.isdigit() and isinstance(v, dict):
+            out.setdefault(recipe, {})[int(number)] = v
+    return out
+
+
 def read_study(storage, name: str, *, url: str = "",
                default_objectives: tuple[str, ...] | list[str] = A.DEFAULT_OBJECTIVES) -> StudyRecord:
     """Every trial of the study `name` in an open storage, with its config and calibrations."""
@@ -132,7 +143,7 @@ def read_study(storage, name: str, *, url: str = "",
     config = attrs.get(A.CONFIG) if isinstance(attrs.get(A.CONFIG), dict) else {}
     objectives = list(attrs.get(A.OBJECTIVES) or default_objectives)
     return StudyRecord(name, url, dict(config), objectives, storage.get_all_trials(study_id, deepcopy=False),
-                       calibrations(attrs))
+                       calibrations(attrs), fidelity_results(attrs))
 
 
 def stored_config(storage, name: str) -> dict[str, Any] | None:
