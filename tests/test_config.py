@@ -42,10 +42,10 @@ def test_every_shipped_study_loads_and_has_a_feasible_space():
 
 
 # The paper's sweeps (Iandola et al. 2016, sections 5.1, 5.2, 6): the swept knob's values, as
-# the paper lists them. CPU version -> (GPU version, knob, values).
+# the paper lists them (the CPU pct_3x3 sweep: every other one). CPU version -> (GPU version, knob, values).
 PAPER_SWEEPS = {
     "paper_sr_cpu": ("sweep_sr", "sr", [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]),
-    "paper_pct3x3_cpu": ("sweep_pct3x3", "pct_3x3", [0.01, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0.99]),
+    "paper_pct3x3_cpu": ("sweep_pct3x3", "pct_3x3", [0.01, 0.25, 0.5, 0.75, 0.99]),  # 5 of the paper's 9
     "paper_bypass_cpu": ("sweep_bypass", "bypass", ["none", "simple", "complex"]),
 }
 
