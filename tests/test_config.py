@@ -13,7 +13,8 @@ from explorer.errors import UserError
 from explorer.study import check_space
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
-SHIPPED = {"quickstart", "sweep_sr", "sweep_pct3x3", "sweep_pools", "sweep_bypass", "full_nsga2"}
+SHIPPED = {"quickstart", "sweep_sr", "sweep_pct3x3", "sweep_pools", "sweep_bypass", "full_nsga2",
+           "paper_sr_cpu", "paper_pct3x3_cpu", "paper_bypass_cpu"}
 
 GOOD = """\
 name: tiny
@@ -38,6 +39,40 @@ def test_every_shipped_study_loads_and_has_a_feasible_space():
         assert config.name == path.stem
         shares = check_space(config, samples=300)
         assert shares["invalid"] + shares["over_budget"] < 1.0
+
+
+# The paper's sweeps (Iandola et al. 2016, sections 5.1, 5.2, 6): the swept knob's values, as
+# the paper lists them (the CPU pct_3x3 sweep: every other one). CPU version -> (GPU version, knob, values).
+PAPER_SWEEPS = {
+    "paper_sr_cpu": ("sweep_sr", "sr", [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]),
+    "paper_pct3x3_cpu": ("sweep_pct3x3", "pct_3x3", [0.01, 0.25, 0.5, 0.75, 0.99]),  # 5 of the paper's 9
+    "paper_bypass_cpu": ("sweep_bypass", "bypass", ["none", "simple", "complex"]),
+}
+
+
+@pytest.mark.parametrize("cpu", sorted(PAPER_SWEEPS))
+def test_paper_sweeps_cpu_versions_grid_one_knob_on_one_network_and_gpu_versions_say_so(cpu):
+    from explorer.space import Space
+
+    root = Path(__file__).resolve().parents[1] / "studies"
+    gpu, knob, values = PAPER_SWEEPS[cpu]
+    config, gpu_config = load_config(root / f"{cpu}.yaml"), load_config(root / f"{gpu}.yaml")
+    assert "CPU version" in config.description and "GPU version" in gpu_config.description
+    assert config.sampler.name == "grid"
+    points = Space.from_config(config).grid_points()
+    assert [p[knob] for p in points] == values and all(list(p) == [knob] for p in points)
+    # every point trains: the grid has no invalid point (all len(values) trials run)
+    assert check_space(config, samples=50)["invalid"] == 0
+    # the three CPU sweeps share one network and recipe but for the swept knob (SqueezeNet's
+    # proportions: incr_e = base_e, freq 2; SR 0.125 / pct_3x3 0.5 where not swept), small
+    # enough for a 2-core CPU
+    fixed = {k.name: k.fixed for k in config.space if k.kind == "fixed"}
+    assert fixed["base_e"] == fixed["incr_e"] and fixed["freq"] == 2 and fixed["n_fire"] == 8
+    assert fixed["head_bn"] is True and fixed["head_relu"] is False
+    assert fixed.get("pct_3x3", 0.5) == 0.5 and fixed.get("sr", 0.125 if knob == "bypass" else 0.5) in (0.125, 0.5)
+    assert config.data.resolution <= 24 and config.data.per_class <= 500 and config.trainer.epochs <= 5
+    other = load_config(root / "paper_sr_cpu.yaml")
+    assert (config.data, config.trainer) == (other.data, other.trainer)
 
 
 def test_round_trip_through_the_stored_dict(tmp_path):
