@@ -123,7 +123,9 @@ def test_landscape_command_on_every_shipped_study(path, capsys):
 
 def test_landscape_of_a_stored_study_and_its_errors(tmp_path, capsys):
     url = str(tmp_path / "s.journal")
-    run(StudyConfig.from_dict({**TINY, "name": "t", "sampler": {"name": "grid"}}), url, FakeTrainer())
+    # a space a run accepts (a study file whose n_fire choice 2 can never hold the pool is refused)
+    space = {**TINY["space"], "n_fire": {"choices": [3, 4]}}
+    run(StudyConfig.from_dict({**TINY, "space": space, "name": "t", "sampler": {"name": "grid"}}), url, FakeTrainer())
     assert main(["landscape", "t", "--storage", url, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["costed"] == 4
     plain = factory.make_storage(tmp_path / "plain.journal", {"plain": 2})

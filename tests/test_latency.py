@@ -63,7 +63,8 @@ def test_measure_keeps_the_model_and_threads_as_they_were():
     assert model.training and next(model.parameters()).device.type == "cpu"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.get_num_threads() == threads
-    assert lat.ms > 0 and lat.runs >= 20 and lat.warmup_runs >= 5 and 0 <= lat.spread <= 0.5
+    assert lat.ms > 0 and lat.runs >= 20 and lat.warmup_runs >= 5
+    assert 0 <= lat.spread <= 0.5 or lat.seconds >= 2.0  # it stops at the spread asked for, or at its time limit
     assert 0 < lat.cpu_ms and 0 < lat.cpu_share <= 1.5  # one thread: CPU time cannot much exceed wall time
     assert (lat.setting.threads, lat.setting.batch_size, lat.setting.input_size) == (1, 2, 16)
     assert lat.setting.channels_last and lat.setting.precision == "fp32"
@@ -239,16 +240,18 @@ def test_train_keeps_pauses_out_of_its_time_budget_and_train_seconds():
     def pause():
         calls.append(1)
         if len(calls) == 2:
-            time.sleep(0.6)
-            return 0.6
+            time.sleep(3.0)
+            return 3.0
         return 0.0
 
     start = time.perf_counter()
-    res = train(seeded_model(SMALL, 0), data, epochs=2, batch_size=16, time_budget_s=0.5, pause=pause)
+    res = train(seeded_model(SMALL, 0), data, epochs=2, batch_size=16, time_budget_s=2.5, pause=pause)
     wall = time.perf_counter() - start
-    assert res.end == "completed"  # without the correction the 0.6 s pause would end it at 0.5 s
+    # without the correction the 3 s pause would end it at 2.5 s (the training itself takes well
+    # under 2.5 s even on a busy 2-core machine)
+    assert res.end == "completed"
     assert len(calls) >= 2 * (len(data.train.y) // 16)
-    assert res.train_seconds < wall - 0.5
+    assert res.train_seconds < wall - 2.5
 
 
 # --- the study file and budgets ----------------------------------------------------------------
