@@ -128,7 +128,7 @@ def main() -> None:
         st.error(str(exc))
         return
     except Exception as exc:  # e.g. a corrupt journal line or a database error while listing
-        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc))[:300]}")
+        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc), url)[:300]}")
         return
     if studies.empty:
         st.info(f"The storage {ld.mask_url(url)} holds no studies yet. Run `explorer run STUDY.yaml` "
@@ -145,7 +145,7 @@ def main() -> None:
         frame, hover, knob_meta = get_trials(url, tuple(chosen), fps)
         knobs = list(knob_meta)
     except Exception as exc:  # a storage changing under us must not end in a traceback
-        st.error(f"Could not read the studies: {ld.mask_url(str(exc))}")
+        st.error(f"Could not read the studies: {ld.mask_url(str(exc), url)}")
         return
     auto_refresh(url, tuple(chosen), fps)
     if frame.empty or frame["val_acc"].notna().sum() == 0:
