@@ -324,6 +324,9 @@ def verdict(rep: dict[str, Any]) -> str:
     if math.isfinite(loss):
         better = "better" if loss > rho else "worse" if loss < rho else "as well"
         text += f" The training-loss sum ranks {better} (Spearman {loss:.2f})."
+    if rep.get("cut"):
+        text += (f" {rep['cut']} of these trials were cut by the study's time budget: their short accuracy and "
+                 "loss sum cover fewer epochs, so the figures mix network quality with machine load.")
     return text
 
 
