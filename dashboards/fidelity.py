@@ -91,7 +91,9 @@ def show(storage, studies: list[str]) -> None:
         return
     keys = sorted(rec.fidelity)
     key = st.selectbox("Long recipe", keys, key="fid_recipe") if len(keys) > 1 else keys[0]
-    rep = fd.report(rec, key)
+    cut = st.checkbox("Include trials the time budget cut", key="fid_cut",
+                      help="their short accuracy comes from fewer epochs (explorer fidelity --include-cut)")
+    rep = fd.report(rec, key, include_cut=cut)
     verdict = st.success if (rep["signals"]["val_acc"]["spearman"] or 0) >= 0.8 else st.warning
     verdict(rep["verdict"])
     s = rep["signals"]["val_acc"]

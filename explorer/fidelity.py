@@ -156,8 +156,13 @@ def eligible(rec: StudyRecord, include_cut: bool = False) -> list[TrialRecord]:
     """Trials whose short result is a full short run: trained, and ended `completed` (not cut by the
     time budget, dead, diverged or stopped early: their accuracy is another, shorter signal);
     `include_cut` also admits trials cut by the time budget (a busy machine cuts most of them)."""
-    ends = ("completed", "time_budget") if include_cut else ("completed",)
-    return [t for t in rec.trials if t.trained and t.attrs.get(A.END, "completed") in ends]
+    def cut_but_measured(t: TrialRecord) -> bool:  # a cut trial is never `trained` (it is off every front)
+        a = t.attrs
+        return (t.cut and t.state in ("COMPLETE", "PRUNED") and not a.get(A.INFEASIBLE)
+                and a.get(A.DUPLICATE_OF) is None and math.isfinite(t.num(A.VAL_ACC)) and t.spec is not None)
+
+    return [t for t in rec.trials if (t.trained and t.attrs.get(A.END, "completed") == "completed")
+            or (include_cut and cut_but_measured(t))]
 
 
 def plan(rec: StudyRecord, recipe: Recipe, k: int, *, include_cut: bool = False
@@ -165,7 +170,7 @@ def plan(rec: StudyRecord, recipe: Recipe, k: int, *, include_cut: bool = False
     """(trials already measured with the recipe, trials to measure now) among the eligible ones."""
     trained = eligible(rec, include_cut)
     if not trained:
-        cut = sum(t.trained and t.attrs.get(A.END) == "time_budget" for t in rec.trials)
+        cut = sum(t.cut for t in rec.trials)
         raise UserError(f"study {rec.name!r} has no trained trials that ran their last epoch (COMPLETE, not cut "
                         "by the time budget, not dead) to measure; "
                         + (f"{cut} were cut by the time budget: pass --include-cut to measure them too"
@@ -229,7 +234,7 @@ def report(rec: StudyRecord, recipe_key: str, *, noise_std: float | None = None,
     chance = 1.0 / _classes(rows)
     out: dict[str, Any] = {
         "study": rec.name, "recipe": recipe_key, "n": len(rows), "size_key": rec.size_key,
-        "cut": sum(t.attrs.get(A.END) == "time_budget" for t, _ in rows),
+        "cut": sum(t.cut for t, _ in rows),
         "change": rows[0][1].get("recipe", {}).get("change", recipe_key) if rows else recipe_key,
         "trials": [{"number": t.number, "size": t.num(rec.size_key), "short": t.num(A.VAL_ACC),
                     A.TRAIN_LOSS_SUM: t.num(A.TRAIN_LOSS_SUM), "long": float(r[A.VAL_ACC]), A.END: r.get(A.END)}
@@ -324,6 +329,9 @@ def verdict(rep: dict[str, Any]) -> str:
     if math.isfinite(loss):
         better = "better" if loss > rho else "worse" if loss < rho else "as well"
         text += f" The training-loss sum ranks {better} (Spearman {loss:.2f})."
+    if rep.get("cut"):
+        text += (f" {rep['cut']} of these trials were cut by the study's time budget: their short accuracy and "
+                 "loss sum cover fewer epochs, so the figures mix network quality with machine load.")
     return text
 
 

@@ -246,6 +246,11 @@ def test_only_full_short_runs_are_sampled(tmp_path):
     rec = read_study(storage, "e")
     done, todo = fd.plan(rec, fd.long_recipe(rec.config), 8)
     assert done == [] and sorted(t.number for t in todo) == [3, 4, 5]
+    for t in read_study(storage, "e").trials:
+        fd.store_result(storage, rec, fd.long_recipe(rec.config), t.number, {"val_acc": 0.5 + t.number / 100})
+    rep = fd.report(read_study(storage, "e"), "epochs8", include_cut=True, n_boot=50)
+    assert (rep["n"], rep["cut"]) == (4, 1) and "1 of these trials were cut" in rep["verdict"]
+    assert fd.report(read_study(storage, "e"), "epochs8", n_boot=50)["cut"] == 0
     _, with_cut = fd.plan(rec, fd.long_recipe(rec.config), 8, include_cut=True)
     assert sorted(t.number for t in with_cut) == [0, 3, 4, 5]  # the time-budget cut one; never dead ones
     cut = optuna.create_study(storage=storage, study_name="c", directions=["maximize", "minimize"])

@@ -39,6 +39,8 @@ def test_dashboard_fidelity_view(tmp_path, monkeypatch):
     assert any(rep["verdict"] == box.value for box in [*at.success, *at.warning])
     table = next(df.value for df in at.dataframe if "Spearman" in df.value.columns)
     assert list(table["signal"]) == ["short val_acc", "training-loss sum (Ru et al. 2021)"]
+    at.checkbox(key="fid_cut").check().run()  # no trial of this study was cut: the same figures
+    assert not at.exception and {m.label: m.value for m in at.metric} == metric
 
 
 def test_dashboard_fidelity_view_before_any_measurement(tmp_path, monkeypatch):
