@@ -127,7 +127,7 @@ def main() -> None:
         st.error(str(exc))
         return
     except Exception as exc:  # e.g. a corrupt journal line or a database error while listing
-        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc))[:300]}")
+        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc), url)[:300]}")
         return
     for note in ld.skipped_lines(get_storage(url)):  # a damaged journal: say which lines are not shown
         st.warning(note)
@@ -146,7 +146,7 @@ def main() -> None:
         frame, hover, knob_meta = get_trials(url, tuple(chosen), fps)
         knobs = list(knob_meta)
     except Exception as exc:  # a storage changing under us must not end in a traceback
-        st.error(f"Could not read the studies: {ld.mask_url(str(exc))}")
+        st.error(f"Could not read the studies: {ld.mask_url(str(exc), url)}")
         return
     auto_refresh(url, tuple(chosen), fps)
     if frame.empty or frame["val_acc"].notna().sum() == 0:

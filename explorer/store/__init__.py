@@ -50,7 +50,9 @@ from explorer.store.urls import (
     default_storage_url,
     journal_path,
     mask_url,
+    password_note,
     resolve_target,
+    runnable_url,
     storage_kind,
 )
 from explorer.store.workers import (
@@ -68,9 +70,8 @@ __all__ = [
     "DatabaseUnavailable", "Heartbeat", "StorageError", "StorageWriteError", "StudyRecord", "TrialRecord", "Worker",
     "absolute_url", "calibrations", "check_url", "check_writable", "claim_counts", "count_done",
     "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock", "finalise_own_running", "find_study",
-    "interrupted", "journal_notes", "journal_path", "list_studies", "mask_url", "open_storage", "read_study",
-    "read_trials",
-    "resolve_target", "retry_stale", "retry_trial", "set_trial_attrs", "stop_waiting", "storage_kind",
-    "stored_config", "study_id", "study_lock", "study_names", "study_storage", "trial_id", "trial_table",
-    "tune_heartbeat", "uses_own_heartbeat", "work",
+    "interrupted", "journal_notes", "journal_path", "list_studies", "mask_url", "open_storage", "password_note",
+    "read_study", "read_trials", "resolve_target", "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs",
+    "stop_waiting", "storage_kind", "stored_config", "study_id", "study_lock", "study_names", "study_storage",
+    "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]
