@@ -67,12 +67,16 @@ def test_an_invalid_spec_trial_is_one_fail_line(tmp_path):
     import io
 
     sys.path.insert(0, str(TESTS))
-    from explorer.study import run_study
+    from explorer.study import open_study, run_study
 
     from test_study import BASE, FakeTrainer, config
 
-    # n_fire 2 with a pool after Fire module 3 is no network; n_fire 4 is.
-    cfg = config(space=dict(BASE["space"], n_fire={"choices": [2, 4]}), n_trials=2)
+    # n_fire 2 with a pool after Fire module 3 is no network; every choice is valid with another
+    # (so validation accepts the space). The invalid pair is queued first, whatever the sampler does.
+    space = dict(BASE["space"], base_e=16, sr=0.25, n_fire={"choices": [2, 4]},
+                 pools={"choices": [[1, 3], [0, 1]]})
+    cfg = config(space=space, n_trials=2)
+    open_study(cfg, str(tmp_path / "s.journal")).enqueue_trial({"n_fire": 2, "pools": "1,3"})
     out, seen = io.StringIO(), _Records()
     logging.getLogger("optuna").addHandler(seen)
     try:
@@ -81,7 +85,7 @@ def test_an_invalid_spec_trial_is_one_fail_line(tmp_path):
     finally:
         logging.getLogger("optuna").removeHandler(seen)
     failed = [t for t in _trials(str(tmp_path / "s.journal")) if t.state == TrialState.FAIL]
-    assert failed, "seed 0 draws n_fire=2 first: some trial must be invalid"
+    assert len(failed) == 1 and failed[0].params == {"n_fire": 2, "pools": "1,3"}, failed
     lines = [ln for ln in out.getvalue().splitlines() if " FAIL " in ln]
     assert len(lines) == len(failed) and all("invalid spec: pools" in ln for ln in lines), out.getvalue()
     warned = [r.getMessage() for r in seen.records if r.levelno >= logging.WARNING]
