@@ -145,7 +145,7 @@ def chart(key: str, rows: list[dict], path: Path) -> None:
     numeric = knob != "bypass"
     xs = [float(r["value"]) if numeric else i for i, r in enumerate(rows)]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    ax.errorbar(xs, [100 * r["mean"] for r in rows], yerr=[100 * r["std"] for r in rows], fmt="o-",
+    ax.errorbar(xs, [100 * r["mean"] for r in rows], yerr=[100 * r["std"] for r in rows], fmt="o-" if numeric else "o",
                 capsize=4, color="#1f77b4", label="mean ± std over seeds")
     for x, r in zip(xs, rows):
         ax.scatter([x] * len(r["accs"]), [100 * a for a in r["accs"]], s=12, color="#7f7f7f", alpha=0.6,
@@ -160,6 +160,7 @@ def chart(key: str, rows: list[dict], path: Path) -> None:
     ax.set_ylabel("CIFAR-10 val accuracy % (final epoch)")
     study = SWEEPS[key][0]
     ax.set_title(f"{study}: {len(rows)} points, {min(len(r['accs']) for r in rows)}+ seeds each", fontsize=10)
+    ax.margins(y=0.12)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
