@@ -30,7 +30,6 @@ from explorer.store.claim import (
 )
 from explorer.store.journal import StorageError
 from explorer.store.open import open_storage
-from explorer.store.table import read_trials, trial_table
 from explorer.store.trials import (
     StudyRecord,
     TrialRecord,
@@ -39,6 +38,7 @@ from explorer.store.trials import (
     list_studies,
     read_study,
     stored_config,
+    study_fingerprint,
     study_names,
 )
 from explorer.store.urls import (
@@ -66,6 +66,17 @@ __all__ = [
     "check_url", "claim_counts", "count_done", "default_storage_url", "fail_stale", "fail_stale_trials",
     "file_lock", "finalise_own_running", "find_study", "interrupted", "journal_path", "list_studies",
     "mask_url", "open_storage", "read_study", "read_trials", "resolve_target", "retry_stale", "retry_trial",
-    "set_trial_attrs", "storage_kind", "stored_config", "study_id", "study_lock", "study_names", "study_storage",
+    "set_trial_attrs", "storage_kind", "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names",
+    "study_storage",
     "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]
+
+
+def __getattr__(name: str):
+    """read_trials / trial_table on first use: the trial table needs pandas (over 100 MiB), which
+    `explorer dashboard` and the other light commands never import."""
+    if name in ("read_trials", "trial_table"):
+        from explorer.store import table
+
+        return getattr(table, name)
+    raise AttributeError(f"module 'explorer.store' has no attribute {name!r}")
