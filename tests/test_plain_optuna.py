@@ -180,3 +180,20 @@ def test_a_study_written_by_explorer_run_opens_through_optunas_public_api(tmp_pa
     assert out.returncode == 0, out.stderr
     listed = json.loads(out.stdout)
     assert [s["name"] for s in listed] == ["t"] and listed[0]["n_trials"] >= 4
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("EXPLORER_TEST_PG_URL"),
+                    reason="EXPLORER_TEST_PG_URL is not set: no PostgreSQL server to test against")
+def test_bulk_reader_matches_optuna_on_postgresql():
+    import os
+    import uuid
+
+    url, name = os.environ["EXPLORER_TEST_PG_URL"], f"plain-{uuid.uuid4().hex[:8]}"
+    factory.make_rdb(url, {name: factory.random_trials(12, seed=5, infeasible_above=1.2e6)})
+    try:
+        storage = open_storage(url, read_only=True)
+        study_id = find_study(storage, name)
+        assert _optuna.rdb_trials(storage, study_id) == storage.get_all_trials(study_id, deepcopy=False)
+        assert sum(n for _, n, *_ in _optuna.rdb_fingerprint(storage, study_id)[:-1]) == 12
+    finally:
+        optuna.delete_study(study_name=name, storage=url)

@@ -104,8 +104,9 @@ def rdb_trials(storage, study_id: int) -> list | None:
             head = conn.execute(sa.select(T.c.trial_id, T.c.number, T.c.state, T.c.datetime_start,
                                           T.c.datetime_complete).where(T.c.study_id == study_id)
                                 .order_by(T.c.trial_id)).all()
-            rows = {k: conn.execute(sa.select(t.c.trial_id, *(t.c[c] for c in columns[k]))
-                                    .where(t.c.trial_id.in_(ids)).order_by(*t.primary_key.columns)).all()
+            rows = {k: (_plain_rows if k in ("user", "system") else lambda c, q: c.execute(q).all())(
+                        conn, sa.select(t.c.trial_id, *(t.c[c] for c in columns[k]))
+                        .where(t.c.trial_id.in_(ids)).order_by(*t.primary_key.columns))
                     for k, t in tables.items()}
     except (ImportError, AttributeError, KeyError, sa.exc.SQLAlchemyError):
         return None
@@ -117,9 +118,10 @@ def rdb_trials(storage, study_id: int) -> list | None:
     for tid, name, value, text in rows["params"]:
         dist = dists.get(text) or dists.setdefault(text, json_to_distribution(text))
         by_id[tid]["params"][name], by_id[tid]["dists"][name] = dist.to_external_repr(value), dist
-    for kind in ("user", "system"):
-        for tid, key, text in rows[kind]:
-            by_id[tid][kind][key] = json.loads(text)
+    for kind in ("user", "system"):  # one json.loads for all: a call per value took 2 s at 10,000 trials
+        decoded = json.loads("[" + ",".join(r[2] for r in rows[kind]) + "]") if rows[kind] else []
+        for (tid, key, _), value in zip(rows[kind], decoded):
+            by_id[tid][kind][key] = value
     for tid, step, value, kind in rows["steps"]:
         by_id[tid]["steps"][step] = step_of(value, kind)
     out = []
@@ -131,6 +133,19 @@ def rdb_trials(storage, study_id: int) -> list | None:
                                params=d["params"], distributions=d["dists"], user_attrs=d["user"],
                                system_attrs=d["system"], intermediate_values=d["steps"], trial_id=tid))
     return out
+
+
+def _plain_rows(conn, query) -> list[tuple]:
+    """The rows of a query on plain text and integer columns through the driver's own cursor
+    (SQLAlchemy's Row objects took 1 s for the 250,000 attributes of 10,000 trials)."""
+    compiled = query.compile(dialect=conn.dialect)
+    params = [compiled.params[k] for k in compiled.positiontup] if compiled.positional else compiled.params
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _local(when):
