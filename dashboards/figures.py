@@ -293,7 +293,7 @@ def _axis_type(col: str, log: bool) -> dict[str, Any]:
     """Log or linear; a log axis labels every tick in full (3k, 5k, not a bare 3, 5)."""
     if not log:
         return {"type": "linear"}
-    return {"type": "log", "tickformat": "~s" if col in SI_AXES else "~g"}
+    return {"type": "log", "tickformat": "~s" if col in SI_AXES else "~g", "dtick": "D2"}  # 1, 2, 5 per decade
 
 
 def knob_effect_data(frame: pd.DataFrame, knob: str, acc_col: str, size_col: str) -> pd.DataFrame:

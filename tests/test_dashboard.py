@@ -276,8 +276,9 @@ def test_app_shows_the_front_of_the_study(monkeypatch, hand_storage):
     spec = chart_spec(at)
     points = {d["name"]: rows_of(d) for d in spec["data"] if d["mode"] == "markers"}
     assert points == {"Pareto front": [0, 1], "dominated": [2], "over budget (study)": [3]}
-    # a log axis labels every tick in full (3k, not a bare 3)
-    assert spec["layout"]["xaxis"] == {"title": {"text": "parameters"}, "type": "log", "tickformat": "~s"}
+    # a log axis labels every tick in full (20k, not a bare 2), at 1, 2 and 5 per decade
+    assert spec["layout"]["xaxis"] == {"title": {"text": "parameters"}, "type": "log", "tickformat": "~s",
+                                       "dtick": "D2"}
     assert spec["layout"]["legend"]["y"] > 1  # above the plot, not below the fold
     # every trained trial of the factory stores acc_std 0.01: +-1 point error bars, on the front only
     bars = {d["name"]: d.get("error_y", {}).get("array") for d in spec["data"] if d["mode"] == "markers"}
