@@ -108,9 +108,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--kinds", default="journal,sqlite,postgresql")
     parser.add_argument("--no-peer", action="store_true", help="leave optuna-dashboard out")
+    parser.add_argument("--loads", default="quiet,busy", help="quiet, busy (two CPU hogs) or both")
     args = parser.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: no orphan CPU hogs
     if args.browser:
-        result = browser_bench(args.trials, args.kinds.split(","), not args.no_peer)
+        result = browser_bench(args.trials, args.kinds.split(","), not args.no_peer, args.loads.split(","))
         result["trials"] = args.trials
         result["loadavg_1min"] = round(os.getloadavg()[0], 2)
         print(json.dumps(result))
@@ -289,7 +293,8 @@ def busy(on: bool):
     return lambda: [(h.kill(), h.wait()) for h in hogs]
 
 
-def browser_bench(n: int, kinds: list[str], with_peer: bool) -> dict[str, float]:
+def browser_bench(n: int, kinds: list[str], with_peer: bool,
+                  loads: tuple[str, ...] | list[str] = ("quiet", "busy")) -> dict[str, float]:
     """Every storage kind, quiet then beside two CPU hogs, ours (and the peer's) alternated."""
     from playwright.sync_api import sync_playwright
 
@@ -298,7 +303,7 @@ def browser_bench(n: int, kinds: list[str], with_peer: bool) -> dict[str, float]
         stores = _bench_storages(n, kinds, Path(tmp))
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            for load in ("quiet", "busy"):
+            for load in loads:
                 stop = busy(load == "busy")
                 try:
                     for kind, storage in stores.items():

@@ -139,7 +139,7 @@ def main() -> None:
         st.error(str(exc))
         return
     except Exception as exc:  # e.g. a corrupt journal line or a database error while listing
-        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc))[:300]}")
+        st.error(f"Could not list the studies in {ld.mask_url(url)}: {ld.mask_url(str(exc), url)[:300]}")
         return
     if studies.empty:
         st.info(f"The storage {ld.mask_url(url)} holds no studies yet. Run `explorer run STUDY.yaml` "
@@ -158,7 +158,7 @@ def main() -> None:
     except Exception as exc:  # a storage changing under us must not end in a traceback
         st.session_state.pop("_read_once", None)
         get_storage.clear()  # open it afresh on the next try
-        st.error(f"Could not read the studies: {ld.mask_url(str(exc))}")
+        st.error(f"Could not read the studies: {ld.mask_url(str(exc), url)}")
         return
     auto_refresh(url, tuple(chosen), fps)
     objectives = ld.objective_columns(frame)

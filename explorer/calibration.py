@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import shlex
 import statistics
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from explorer.errors import SpecError, UserError
 from explorer.exportfile import Export
 from explorer.retrain import data_settings
 from explorer.spec import SqueezeSpec, spec_id
-from explorer.store import StudyRecord, mask_url, open_storage, read_study
+from explorer.store import StudyRecord, mask_url, open_storage, password_note, read_study, runnable_url
 from explorer.store import attrs as A
 from explorer.util import is_number, plain
 
@@ -113,7 +114,8 @@ def _calibration_target(exp: Export, storage_url: str | None) -> tuple[_Target |
     if not url or "study" not in prov or "trial" not in prov:
         return None, "no study in the file's provenance: stored in the file only"
     if "***" in url:
-        return None, f"storage {url} has a masked password: pass --storage to store the result there too"
+        return None, (f"storage {url} has a masked password: pass --storage {shlex.quote(runnable_url(url))}"
+                      f"{password_note(url)} to store the result there too")
     try:
         storage = open_storage(url)
         rec = read_study(storage, prov["study"], url=url)
@@ -179,6 +181,7 @@ def store_calibration(exp: Export, noise: dict[str, Any], storage_url: str | Non
         study_id = target.storage.get_study_id_from_name(prov["study"])
         target.storage.set_study_user_attr(study_id, A.calibration_key(prov["trial"]), value)
     except Exception as exc:  # noqa: BLE001 - a foreign trial, a read-only or vanished storage, ...
-        return f"not stored in the study ({' '.join(str(exc).split())[:300]})"
+        reason = mask_url(" ".join(str(exc).split()), storage_url or prov.get("storage"))
+        return f"not stored in the study ({reason[:300]})"
     return (f"stored in {mask_url(target.url)} as study {prov['study']!r} user attr "
             f"{A.calibration_key(prov['trial'])}")

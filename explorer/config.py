@@ -34,6 +34,8 @@ from explorer.configcheck import (  # noqa: F401
     limit_check,
     nullable,
     pos_int,
+    short,
+    type_name,
 )
 from explorer.configspace import CEILINGS, KNOBS, MAX_FREQ, MAX_WIDTH, Knob, parse_space  # noqa: F401
 from explorer.early_stop import SizeAwareRule
@@ -173,16 +175,7 @@ def load_config(path: str | Path, *, n_trials: int | None = None,
     a file without them runs when the command line gives one.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read study file {path}: {exc.strerror}; check the path") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                        "save the file as UTF-8") from None
+    text = yamlio.read_text(path, "study file")
     try:
         data = yamlio.load(text)
     except yaml.YAMLError as exc:
@@ -272,10 +265,11 @@ def _parse_objectives(ctx: Ctx, data: dict) -> tuple[str, ...]:
     obj = data.get("objectives", ["val_acc", "params"])
     ok = isinstance(obj, list) and obj and all(isinstance(o, str) for o in obj)
     if not ok:
-        ctx.fail(data, "objectives", "objectives", f"must be a list such as [val_acc, params], got {obj!r}")
+        ctx.fail(data, "objectives", "objectives", f"must be a list such as [val_acc, params], got {short(obj)}")
     for o in obj:
         if o not in OBJECTIVES:
-            ctx.fail(data, "objectives", "objectives", f"unknown objective {o!r}; allowed: {', '.join(OBJECTIVES)}")
+            ctx.fail(data, "objectives", "objectives",
+                     f"unknown objective {short(o)}; allowed: {', '.join(OBJECTIVES)}")
     if obj[0] != "val_acc" or len(set(obj)) != len(obj):
         ctx.fail(data, "objectives", "objectives",
                  "must start with val_acc (maximised) followed by distinct costs to minimise")
@@ -283,7 +277,12 @@ def _parse_objectives(ctx: Ctx, data: dict) -> tuple[str, ...]:
 
 
 def _parse_budgets(ctx: Ctx, data: dict) -> tuple[tuple[str, float], ...]:
-    m = data.get("budgets") or {}
+    m = data.get("budgets")
+    if m is None:  # left out or null: no budgets; 0, [] or "" are mistakes, not "none"
+        m = {}
+    if not isinstance(m, dict):
+        ctx.fail(data, "budgets", "budgets", f"must be a mapping such as {{params: 200000}} (leave it out for "
+                 f"no budgets), got {type_name(m)} {short(m)}")
     check_keys(ctx, m, STUDY_BUDGETS, "budgets", data, "budgets")
     out = []
     for k in STUDY_BUDGETS:
@@ -300,10 +299,15 @@ def _parse_budgets(ctx: Ctx, data: dict) -> tuple[tuple[str, float], ...]:
 
 
 def _parse_sampler(ctx: Ctx, data: dict) -> SamplerConfig:
-    m = data.get("sampler") or {}
+    m = data.get("sampler")
+    if m is None:
+        m = {}
+    if not isinstance(m, (str, dict)):  # sampler: 0 is not "the default"
+        ctx.fail(data, "sampler", "sampler", f"must be a sampler name ({', '.join(SAMPLERS)}) or a mapping, "
+                 f"got {type_name(m)} {short(m)}")
     if isinstance(m, str):
         if m not in SAMPLERS:
-            ctx.fail(data, "sampler", "sampler", f"unknown sampler {m!r}; allowed: {', '.join(SAMPLERS)}")
+            ctx.fail(data, "sampler", "sampler", f"unknown sampler {short(m)}; allowed: {', '.join(SAMPLERS)}")
         m = {"name": m}
     check_keys(ctx, m, tuple(SamplerConfig.__dataclass_fields__), "sampler", data, "sampler")
     p = "sampler"

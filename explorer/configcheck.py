@@ -4,6 +4,7 @@ generic checks, and the trainer's and data loader's setting limits shared with e
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from explorer.errors import UserError
@@ -32,6 +33,23 @@ def check_keys(ctx: Ctx, m: Any, allowed: tuple[str, ...], path: str, parent: An
                      f"unknown key; allowed: {', '.join(allowed)}")
 
 
+class _Short(reprlib.Repr):
+    """reprlib's bounded repr; explorer.yamlio's line-remembering dicts shown as dicts."""
+
+    def repr_Lines(self, x: dict, level: int) -> str:  # noqa: N802 - reprlib's naming
+        return self.repr_dict(x, level)
+
+
+_SHORT = _Short()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 40, 40
+_SHORT.maxlong = 500  # a mistyped huge number is shown whole
+
+
+def short(v: Any) -> str:
+    """repr(v), bounded: a value built from a huge structure stays one short line."""
+    return _SHORT.repr(v)
+
+
 def type_name(v: Any) -> str:
     return "null" if v is None else type(v).__name__
 
@@ -41,7 +59,7 @@ def get_value(ctx: Ctx, m: dict, key: str, path: str, default: Any, check, what:
         return default
     value = m[key]
     if not check(value):
-        ctx.fail(m, key, f"{path}.{key}" if path else key, f"must be {what}, got {value!r}")
+        ctx.fail(m, key, f"{path}.{key}" if path else key, f"must be {what}, got {short(value)}")
     return value
 
 

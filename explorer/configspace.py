@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from explorer.configcheck import Ctx, check_keys, get_value
+from explorer.configcheck import Ctx, check_keys, get_value, short
 from explorer.spec import BYPASSES, MAX_FIRE, RANGES, STEMS
 from explorer.util import is_int as _is_int
 from explorer.util import is_number as _is_num
@@ -126,14 +127,37 @@ def _parse_range(ctx: Ctx, m: dict, name: str, r: dict, path: str) -> Knob:
         ok = (_is_int(step) if kind == "int" else _is_num(step)) and step > 0
         if not ok:
             what = "integer" if kind == "int" else "number"
-            ctx.fail(r, "step", f"{path}.step", f"must be a positive {what}, got {step!r}")
+            ctx.fail(r, "step", f"{path}.step", f"must be a positive {what}, got {short(step)}")
         if log:
             ctx.fail(r, "log", f"{path}.log", "cannot combine log: true with a step; drop one")
         if step > high - low and high != low:
             ctx.fail(r, "step", f"{path}.step", f"step={step} is larger than high - low = {high - low}")
+        highs = _valid_highs(name, low, high, step)
+        if highs:  # Optuna would warn (with its internal path) and silently shrink the range
+            ctx.fail(r, "high", f"{path}.high", f"step={step} does not divide high - low = {_num(high - low)}; "
+                     f"use high: {' or '.join(_num(h) for h in highs)}")
     if log and low <= 0:
         ctx.fail(r, "low", f"{path}.low", f"log scale needs low > 0, got {low}")
     return Knob(name, low=low, high=high, step=step, log=log)
+
+
+def _valid_highs(name: str, low, high, step) -> list:
+    """[] when `step` divides high - low; else the nearest highs below and above that it divides
+    (those the knob allows). Decimal arithmetic, as Optuna's own check: 0.1 steps are exact."""
+    lo, hi, st = (Decimal(str(v)) for v in (low, high, step))
+    if (hi - lo) % st == 0:
+        return []
+    below = lo + (hi - lo) // st * st
+    kind, (_, ceiling, _, hi_open) = KNOBS[name]
+    out = [below, below + st]
+    if ceiling is not None:
+        out = [h for h in out if h < ceiling or (h == ceiling and not hi_open)]
+    return [int(h) if kind == "int" else float(h) for h in out]
+
+
+def _num(v) -> str:
+    """A bound as a study file would write it: 48, 0.75 (no float noise)."""
+    return str(Decimal(str(v)).normalize()) if isinstance(v, float) else str(v)
 
 
 def _check_value(ctx: Ctx, m: Any, key: str, path: str, name: str, v: Any) -> Any:
@@ -143,7 +167,7 @@ def _check_value(ctx: Ctx, m: Any, key: str, path: str, name: str, v: Any) -> An
         if name == "stem_width" and v is None:
             return None
         if not _is_int(v):
-            ctx.fail(m, key, path, f"must be an integer, got {v!r}")
+            ctx.fail(m, key, path, f"must be an integer, got {short(v)}")
         lo, hi, _, _ = allowed
         if v < lo or (hi is not None and v > hi):
             note = _CEILING_NOTE.get(name, "") if hi is not None and v > hi else ""
@@ -151,7 +175,7 @@ def _check_value(ctx: Ctx, m: Any, key: str, path: str, name: str, v: Any) -> An
         return v
     if kind == "float":
         if not _is_num(v):
-            ctx.fail(m, key, path, f"must be a number, got {v!r}")
+            ctx.fail(m, key, path, f"must be a number, got {short(v)}")
         lo, hi, lo_open, hi_open = allowed
         bad = v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi)
         if bad:
@@ -160,15 +184,15 @@ def _check_value(ctx: Ctx, m: Any, key: str, path: str, name: str, v: Any) -> An
         return float(v)
     if kind == "cat":
         if v not in allowed:
-            ctx.fail(m, key, path, f"{v!r} is not allowed; choose from {', '.join(allowed)}")
+            ctx.fail(m, key, path, f"{short(v)} is not allowed; choose from {', '.join(allowed)}")
         return v
     if kind == "bool":
         if not isinstance(v, bool):
-            ctx.fail(m, key, path, f"must be true or false, got {v!r}")
+            ctx.fail(m, key, path, f"must be true or false, got {short(v)}")
         return v
     ok = isinstance(v, list) and all(_is_int(p) and p >= 0 for p in v) and len(set(v)) == len(v)
     if not ok:
-        ctx.fail(m, key, path, f"pool placements are lists of distinct integers >= 0, got {v!r}")
+        ctx.fail(m, key, path, f"pool placements are lists of distinct integers >= 0, got {short(v)}")
     return tuple(sorted(v))
 
 

@@ -35,7 +35,7 @@ from explorer.selection import Chosen
 from explorer.spec import SqueezeSpec, spec_id
 from explorer.store import StudyRecord, absolute_url, mask_url
 from explorer.store import attrs as A
-from explorer.util import is_int, plain, probe_writable, write_atomic
+from explorer.util import is_int, plain, probe_writable, remove_stale_temporaries, write_atomic
 
 TOP_KEYS = ("spec", "provenance", "metrics", "cost", "noise")
 UNITS = {
@@ -129,8 +129,9 @@ def summary_csv(rows: list[dict[str, Any]]) -> str:
 def prepare_out(out: Path, flag: str = "--out") -> Path:
     """Create the output folder (parents too) and check a file can be written in it.
 
-    Called before any training or exporting, so a bad folder costs nothing; every
-    OSError (a file in the way, no permission, a read-only disk) is a one-line UserError.
+    Called before any training or exporting, so a bad folder costs nothing (and a killed run's
+    temporary files are removed); every OSError (a file in the way, no permission, a read-only
+    disk) is a one-line UserError.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -138,6 +139,7 @@ def prepare_out(out: Path, flag: str = "--out") -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe_writable(out)
+        remove_stale_temporaries(out)  # hidden .tmp files of a run killed while writing here
     except OSError as exc:
         raise UserError(f"{flag} {out}: cannot create or write the folder "
                         f"({exc.strerror or exc}); give a folder you can write to") from None
@@ -225,13 +227,10 @@ def read_export(path: str | Path) -> Export:
 
 def _parse_file(path: Path, fmt: str) -> Any:
     """The parsed file: plain dicts and lists; a key given twice in a mapping is refused."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = yamlio.read_text(path, "spec file")
     try:
         if fmt == "json":
-            return json.loads(text, object_pairs_hook=yamlio.unique_pairs)
+            return yamlio.load_json(text)
         return yamlio.plain_dicts(yamlio.load(text))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
@@ -239,8 +238,8 @@ def _parse_file(path: Path, fmt: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise UserError(f"{path} is not valid YAML ({where}{getattr(exc, 'problem', None) or 'syntax'})") from None
-    except UserError as exc:  # "line 7: key 'spec' appears twice"
-        raise UserError(f"{path}: {exc}; keep one of them") from None
+    except UserError as exc:  # "line 7: key 'spec' appears twice; keep one of them", an alias, deep nesting
+        raise UserError(f"{path}: {exc}") from None
 
 
 def _check_provenance(exp: Export) -> None:

@@ -18,7 +18,8 @@ from explorer.datasource import resolve_source
 from explorer.errors import SpecError, UserError
 from explorer.exportfile import Export
 from explorer.spec import SqueezeSpec, spec_id
-from explorer.util import atomic_write, plain, print_notes
+from explorer.store import mask_url
+from explorer.util import atomic_write, plain, print_notes, write_atomic
 
 CHECKPOINT_KEYS = ("spec", "state_dict")
 
@@ -96,6 +97,18 @@ def save_checkpoint(path: Path, spec: SqueezeSpec, model, metrics: dict[str, Any
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     ckpt = {"spec": spec.to_dict(), "state_dict": state, "metrics": plain(metrics), **plain(extra)}
     atomic_write(path, lambda f: torch.save(ckpt, f), binary=True)
+
+
+def write_outputs(out: Path, spec: SqueezeSpec, model, metrics: dict[str, Any], extra: dict[str, Any],
+                  card: str) -> None:
+    """model_card.md, train.json, then model.pt, each atomically: model.pt comes last, so where it
+    is, the card and metrics beside it are its own (a run killed before it leaves no model.pt;
+    the previous run's model.pt and model.onnx are removed first, as they no longer match)."""
+    for stale in ("model.pt", "model.onnx"):
+        (out / stale).unlink(missing_ok=True)
+    write_atomic(out / "model_card.md", card)
+    write_atomic(out / "train.json", json.dumps(plain({"metrics": metrics, **extra}), indent=2) + "\n")
+    save_checkpoint(out / "model.pt", spec, model, metrics, extra)
 
 
 def load_checkpoint(path: str | Path):
@@ -209,8 +222,17 @@ def _latency_lines(metrics: dict[str, Any]) -> list[str]:
             "latencies measured on the same setting"]
 
 
+def stored_provenance(exp: Export) -> dict[str, Any]:
+    """The file's provenance as model.pt, train.json and the card keep it: the storage URL's
+    password masked (a hand-written export may carry one; ours never do)."""
+    prov = dict(exp.provenance)
+    if isinstance(prov.get("storage"), str):
+        prov["storage"] = mask_url(prov["storage"])
+    return prov
+
+
 def _provenance_lines(exp: Export, run: dict[str, Any]) -> list[str]:
-    prov = exp.provenance
+    prov = stored_provenance(exp)
     if prov:
         lines = [f"- study `{prov.get('study')}`, trial #{prov.get('trial')}, storage `{prov.get('storage')}`",
                  f"- study trainer settings: `{json.dumps(prov.get('trainer'))}`",

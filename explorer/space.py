@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer.config import Knob, StudyConfig
-from explorer.spec import SqueezeSpec
+from explorer.errors import SpecError
+from explorer.spec import SqueezeSpec, expand
+
+DEAD_CHOICE_LIMIT = 4096  # combinations tried per choice (each a few microseconds)
 
 
 def encode_pools(pools: tuple[int, ...]) -> str:
@@ -103,11 +106,45 @@ class Space:
         """A uniform random draw (no Optuna), for checking budgets before a run."""
         return {k.name: _draw(k, rng) for k in self.searched}
 
+    def dead_choices(self, limit: int = DEAD_CHOICE_LIMIT) -> list[tuple[str, Any, str]]:
+        """(knob, choice, why) for each choice no combination of the other knobs makes a valid
+        network (a pool position beyond every n_fire allowed, an sr too small for every base_e).
+        The others are tried at their choices and range ends, where the spec's constraints are
+        loosest; a knob whose others have more than `limit` such combinations is not judged."""
+        dead = []
+        for k in self.searched:
+            others = [o for o in self.searched if o is not k]
+            options = [_ends(o) for o in others]
+            if k.kind != "choices" or math.prod(len(v) for v in options) > limit:
+                continue
+            for choice in k.choices:
+                why = self._first_error({k.name: choice}, [o.name for o in others], options)
+                if why:
+                    dead.append((k.name, choice, why))
+        return dead
+
+    def _first_error(self, fixed: dict[str, Any], names: list[str], options: list[list]) -> str:
+        """'' when some combination of `options` with `fixed` is a valid network; else the error of
+        the last one tried (the others at their last choices and high ends: the loosest, mostly)."""
+        last = ""
+        for combo in itertools.product(*options):
+            try:
+                expand(self.spec({**dict(zip(names, combo)), **fixed}))
+                return ""
+            except SpecError as exc:
+                last = str(exc)
+        return last
+
     def corners(self) -> list[dict[str, Any]]:
         """The all-low and all-high corners (first / last choice for categorical knobs)."""
         lo = {k.name: (k.choices[0] if k.kind == "choices" else k.low) for k in self.searched}
         hi = {k.name: (k.choices[-1] if k.kind == "choices" else k.high) for k in self.searched}
         return [lo, hi]
+
+
+def _ends(k: Knob) -> list[Any]:
+    """A knob's choices, or its range's two ends."""
+    return list(k.choices) if k.kind == "choices" else list(dict.fromkeys([k.low, k.high]))
 
 
 def _values(k: Knob) -> list[Any]:

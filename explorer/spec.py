@@ -45,7 +45,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from explorer.errors import SpecError
+from explorer import yamlio
+from explorer.errors import SpecError, UserError
 
 # name -> (kernel, stride, padding, default width); the paper's two stems and CIFAR's.
 STEMS: dict[str, tuple[int, int, int, int]] = {
@@ -212,9 +213,11 @@ class SqueezeSpec:
     def from_yaml(cls, text: str) -> "SqueezeSpec":
         """Parse YAML text (safely) into a spec."""
         try:
-            data = yaml.safe_load(text)
+            data = yamlio.plain_dicts(yamlio.load(text))
         except yaml.YAMLError as exc:
             raise SpecError(f"spec is not valid YAML: {_one_line(exc)}") from None
+        except UserError as exc:  # an alias, deep nesting, a key given twice
+            raise SpecError(f"spec: {exc}") from None
         return cls.from_dict(data)
 
 
@@ -363,14 +366,16 @@ def load_spec(path: str | Path) -> SqueezeSpec:
     """Read a spec from a YAML or JSON file: a bare spec, or an export with a `spec` key."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc.strerror}") from None
+        text = yamlio.read_text(path, "spec file")
+    except UserError as exc:
+        raise SpecError(str(exc)) from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = yamlio.load_json(text) if path.suffix == ".json" else yamlio.plain_dicts(yamlio.load(text))
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                         f"{_one_line(exc)}") from None
+    except UserError as exc:  # an alias, deep nesting, a key given twice
+        raise SpecError(f"{path}: {exc}") from None
     if isinstance(data, dict) and isinstance(data.get("spec"), dict):
         data = data["spec"]
     try:

@@ -85,12 +85,21 @@ def check_space(config: StudyConfig, num_classes: int = 10, samples: int = FEASI
     if invalid == n:
         raise UserError(f"{config.name}: no point of the search space is a valid network "
                         f"({first_error}); widen the space or fix the fixed knobs")
+    for knob, choice, why in space.dead_choices():
+        raise UserError(f"{config.name}: space.{knob}: the choice {_spelled(choice)} never gives a valid "
+                        f"network with the rest of the space ({why}); drop it, or widen the knob it "
+                        "depends on")
     if invalid + over == n:
         figures = ", ".join(f"{k} {si(getattr(smallest, k))}" for k in budgets if hasattr(smallest, k))
         raise UserError(f"{config.name}: no point of the search space meets the budgets "
                         f"{budget_text(budgets)} (the smallest of {n} points checked has {figures}); "
                         "raise the budgets or shrink the space")
     return {"checked": n, "invalid": invalid / n, "over_budget": over / n}
+
+
+def _spelled(choice: Any) -> str:
+    """A choice as the study file writes it: [7, 9] for pools, none for text."""
+    return str(list(choice)) if isinstance(choice, tuple) else str(choice)
 
 
 def grid_trials(space: Space, config: StudyConfig, wanted: int | None) -> int:

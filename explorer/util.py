@@ -8,10 +8,12 @@ import datetime as dt
 import math
 import numbers
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -85,7 +87,8 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
     Readers never see half a file, and the rename cannot land before the content (power loss).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # .NAME.PID-RANDOM.tmp: remove_stale_temporaries() can tell a dead writer's leftover
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
@@ -96,6 +99,39 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TEMPORARY = re.compile(r"\..+\.(?:(?P<pid>\d+)-)?[\w]{6,}\.tmp")  # atomic_write's names, old ones too
+STALE_TMP_S = 3600  # a temporary file untouched this long has no live writer
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove atomic_write's temporary files in `folder` left by a killed writer: its process is
+    gone (this machine), or the file is older than STALE_TMP_S; returns what was removed."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(".*.tmp")):
+        m = _TEMPORARY.fullmatch(tmp.name)
+        if not m or not tmp.is_file():
+            continue
+        try:
+            old = time.time() - tmp.stat().st_mtime > STALE_TMP_S
+            if old or (m.group("pid") and not _alive(int(m.group("pid")))):
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -39,11 +39,11 @@ LAYERS = (
     ("explorer/space.py", 1), ("explorer/train.py", 1), ("explorer/data.py", 1),
     ("explorer/data_cache.py", 1),
     ("explorer/pareto.py", 1), ("explorer/early_stop.py", 1), ("explorer/datasource.py", 1),
-    ("explorer/util.py", 1), ("explorer/budgets.py", 1), ("explorer/runtime.py", 1), ("explorer/yamlio.py", 1),
+    ("explorer/util.py", 1), ("explorer/budgets.py", 1), ("explorer/runtime.py", 1),
     ("explorer/costtable.py", 1), ("explorer/latency.py", 1), ("explorer/latency_cache.py", 1),
     ("explorer/quiet.py", 1), ("explorer/landscape.py", 1),
     ("explorer/spec.py", 0), ("explorer/cost.py", 0), ("explorer/model.py", 0), ("explorer/presets.py", 0),
-    ("explorer/errors.py", 0), ("explorer/__init__.py", 0),
+    ("explorer/errors.py", 0), ("explorer/__init__.py", 0), ("explorer/yamlio.py", 0),
 )
 LAYER_NAMES = {0: "core", 1: "building blocks", 2: "store", 3: "workflows", 4: "CLI and dashboard"}
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate, run, print where the results are; 130 after Ctrl-C."""
     from explorer.config import load_config
     from explorer.errors import UserError
-    from explorer.store import mask_url
+    from explorer.store import mask_url, password_note, runnable_url
     from explorer.study import run_study
 
     if args.n_trials is not None and args.n_trials < 1:
@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: the running trial was marked FAIL and queued again; rerun "
               f"`explorer run {args.study}` to resume", file=sys.stderr)
         return 130
-    # with --storage the study file names another storage: point the hints at this one
-    target = f"{config.name} --storage {shlex.quote(url)}" if args.storage else args.study
-    print(f"next: explorer status {target}   |   explorer dashboard --storage {shlex.quote(url)}   |   "
-          f"explorer export {target} --pareto --out exports/{config.name}")
+    # with --storage the study file names another storage: point the hints at this one; a password is
+    # left out of them (a masked *** could not be pasted) and named in a note instead
+    hint = shlex.quote(runnable_url(summary.storage_url))
+    target = f"{config.name} --storage {hint}" if args.storage else args.study
+    print(f"next: explorer status {target}   |   explorer dashboard --storage {hint}   |   "
+          f"explorer export {target} --pareto --out exports/{config.name}{password_note(summary.storage_url)}")
     return 0

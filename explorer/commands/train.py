@@ -8,7 +8,6 @@ checkpoint (model.pt), a model card (model_card.md) and train.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -50,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                           time_budget=args.time_budget)
+    exp = read_export(args.file)  # before check_device: a bad file is answered without importing torch
     device = check_device(args.device)
-    exp = read_export(args.file)
     if exp.edited:
         print(f"explorer: warning: {args.file}: {exp.edited}; training the edited spec", file=sys.stderr)
     settings = rt.trainer_settings(exp, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
@@ -73,14 +72,15 @@ def run(args: argparse.Namespace) -> int:
                 "versions": package_versions(), "command": "explorer " + " ".join(sys.argv[1:])}
     preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
                   "input_size": exp.spec.input_size}
-    extra = {"trainer": settings, "preprocess": preprocess, "provenance": exp.provenance, "run": run_info}
+    extra = {"trainer": settings, "preprocess": preprocess, "provenance": rt.stored_provenance(exp),
+             "run": run_info}
     card = rt.model_card(exp, metrics, settings, run_info)
     try:
-        _write_outputs(out, exp, model, metrics, extra, card)
+        rt.write_outputs(out, exp.spec, model, metrics, extra, card)
     except OSError as exc:  # the folder vanished or the disk filled during training: keep the model
         rescue = Path(tempfile.mkdtemp(prefix="explorer-train-"))
         try:
-            _write_outputs(rescue, exp, model, metrics, extra, card)
+            rt.write_outputs(rescue, exp.spec, model, metrics, extra, card)
         except OSError as again:
             raise UserError(f"cannot write into {out} ({exc.strerror or exc}) nor into {rescue} "
                             f"({again.strerror or again}); the trained model could not be saved") from None
@@ -94,15 +94,6 @@ def run(args: argparse.Namespace) -> int:
 
         print(export_onnx(out / "model.pt", out / "model.onnx"))
     return 0
-
-
-def _write_outputs(out: Path, exp, model, metrics: dict, extra: dict, card: str) -> None:
-    """model.pt, model_card.md and train.json into `out` (each written atomically)."""
-    from explorer import retrain, util
-
-    retrain.save_checkpoint(out / "model.pt", exp.spec, model, metrics, extra)
-    util.write_atomic(out / "model_card.md", card)
-    util.write_atomic(out / "train.json", json.dumps(util.plain({"metrics": metrics, **extra}), indent=2) + "\n")
 
 
 def _progress(epochs: int):

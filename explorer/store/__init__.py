@@ -47,7 +47,9 @@ from explorer.store.urls import (
     default_storage_url,
     journal_path,
     mask_url,
+    password_note,
     resolve_target,
+    runnable_url,
     storage_kind,
 )
 from explorer.store.workers import (
@@ -65,7 +67,8 @@ __all__ = [
     "Heartbeat", "StorageError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations",
     "check_url", "claim_counts", "count_done", "default_storage_url", "fail_stale", "fail_stale_trials",
     "file_lock", "finalise_own_running", "find_study", "interrupted", "journal_path", "list_studies",
-    "mask_url", "open_storage", "read_study", "read_trials", "resolve_target", "retry_stale", "retry_trial",
+    "mask_url", "open_storage", "password_note", "read_study", "read_trials", "resolve_target", "retry_stale",
+    "retry_trial", "runnable_url",
     "set_trial_attrs", "storage_kind", "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names",
     "study_storage",
     "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",

@@ -43,7 +43,7 @@ def open_storage(url: str, *, create: bool = False, read_only: bool = False,
     except UserError as exc:
         raise (StorageError(str(exc)) if read_only else exc) from None
     except Exception as exc:  # sqlalchemy / driver / OS errors: one line, masked
-        reason = mask_url(" ".join(str(exc).split()) or type(exc).__name__)[:300]
+        reason = mask_url(" ".join(str(exc).split()) or type(exc).__name__, url)[:300]
         if read_only:
             raise StorageError(f"cannot read {mask_url(url)}: {reason}") from None
         raise UserError(f"cannot open storage {mask_url(url)}: {reason}; check the URL, the "

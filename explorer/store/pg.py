@@ -117,7 +117,7 @@ def _first_line(exc: BaseException | Any, url: str, password: str | None = None)
     """The exception's first non-empty line with every form of the password masked."""
     lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
     text = lines[0] if lines else type(exc).__name__
-    text = text.replace(url, mask(url))
+    text = mask(text.replace(url, mask(url)), url)
     for secret in {password, _raw_password(url)} - {None, ""}:
         text = text.replace(secret, "***")
     return text[:300]

@@ -7,7 +7,9 @@ optuna-dashboard opens it. See docs/studies.md for the measurements behind the c
 
 A plain path or `journal:PATH` is a journal file (or an SQLite file, recognised by its
 header); `sqlite:///PATH`, `postgresql://USER@HOST/DB` and `mysql://...` are databases.
-`mask_url()` hides passwords; every message that shows a URL goes through it.
+`mask_url()` hides passwords (from SQLAlchemy's parse of the URL); every message that shows a
+URL, and every stored copy of one, goes through it. Hints a user may paste show
+`runnable_url()`: the URL without its password, which then comes from PGPASSWORD.
 """
 
 from __future__ import annotations
@@ -21,16 +23,95 @@ RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 FORMS = "use a path, journal:PATH, sqlite:///PATH or postgresql://USER@HOST/DB"
 
-# user:PASSWORD@ (up to the last @ before the host, so an unencoded @ in it is hidden too)
-_SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^\s/?#]*@")
-# libpq's query-string forms: ?password=..., &sslpassword=..., &passfile=...
-_SECRET_QUERY = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd|sslpassword|passfile)=)[^&#\s]*")
+SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword", "passfile")  # libpq's query-string forms
+MASK = "***"
+# In free text: user:PASSWORD@ as SQLAlchemy reads it (the password runs to the first @, so an
+# unencoded /, ?, # or space is inside it), then any further x@ before the host (an unencoded @).
+# (No spaces here: that would swallow the message after a URL without a password; a password with a
+# space is hidden whole when the message comes with its URL, or is a whole URL itself.)
+_SECRET = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]*@(?:[^/?#@\s]*@)*")
+_SECRET_QUERY = re.compile(r"(?i)(?P<head>[?&](?:%s)=)[^&#\s]*" % "|".join(SECRET_KEYS))
+_USERINFO = re.compile(r"(?P<head>[\w+]+://[^:/]*:)[^@]*@")  # sqlalchemy.engine.url._parse_url's
+_USERINFO_TO_LAST_AT = re.compile(r"(?P<head>[\w+.-]+://[^:/@]*:).*@")
+_WHOLE_URL = re.compile(r"[a-zA-Z][\w+.-]*://[^\n]*")
 
 
-def mask_url(text: str) -> str:
-    """Hide every password in `text`: postgresql://u:***@host/db, ...?password=***."""
-    text = _SECRET.sub(lambda m: m.group("head") + "***@", str(text))
-    return _SECRET_QUERY.sub(lambda m: m.group("head") + "***", text)
+def _parsed(url: str):
+    """SQLAlchemy's URL for `url`, or None when it is not one SQLAlchemy can read."""
+    if not _WHOLE_URL.fullmatch(url):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url)
+    except Exception:  # ArgumentError, ValueError (a non-numeric port)
+        return None
+
+
+def _secret_query(u) -> dict[str, str]:
+    return {k: MASK for k in u.query if k.lower() in SECRET_KEYS}
+
+
+def mask_url(text: str, url: str | None = None) -> str:
+    """`text` with every password hidden: postgresql://u:***@host/db, ...?password=***.
+
+    A whole URL is masked from SQLAlchemy's own parse (so a password with an unencoded /, ?, #,
+    @ or space is hidden whole); free text (an error message) by pattern, and, given the `url`
+    it came from, with that URL's password hidden wherever the text repeats it."""
+    text = str(text)
+    if _WHOLE_URL.fullmatch(text.strip()):
+        text, u = text.strip(), _parsed(text.strip())
+        if u is not None and "@" not in (u.host or ""):
+            if u.password is not None:  # SQLAlchemy's own pattern for the span: the first @ ends it
+                text = _USERINFO.sub(lambda m: m.group("head") + MASK + "@", text, count=1)
+        else:  # malformed (a bad port, ...) or an unencoded @ in the password: up to the last @
+            text = _USERINFO_TO_LAST_AT.sub(lambda m: m.group("head") + MASK + "@", text, count=1)
+        return _SECRET_QUERY.sub(lambda m: m.group("head") + MASK, text)
+    for secret in _secrets(url):
+        text = text.replace(secret, MASK)
+    text = _SECRET.sub(lambda m: m.group("head") + MASK + "@", text)
+    return _SECRET_QUERY.sub(lambda m: m.group("head") + MASK, text)
+
+
+def _secrets(url: str | None) -> list[str]:
+    """The passwords in `url` as parsed and as written (percent-encoded), longest first; very
+    short ones are left to the patterns (hiding every 'a' in a message helps nobody)."""
+    from urllib.parse import quote
+
+    u = _parsed(str(url or "").strip())
+    if u is None:
+        return []
+    found = {str(u.password)} if u.password is not None else set()
+    found |= {v for k, v in u.query.items() if k.lower() in SECRET_KEYS and isinstance(v, str)}
+    found |= {quote(s, safe="") for s in found}
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def has_password(url: str) -> bool:
+    """True when `url` carries a password (user:PASSWORD@ or a ?password= argument)."""
+    u = _parsed(str(url).strip())
+    return u is not None and (u.password is not None or bool(_secret_query(u)))
+
+
+def runnable_url(url: str) -> str:
+    """`url` without its password, for hints a user can paste: with PostgreSQL the password then
+    comes from PGPASSWORD or ~/.pgpass (see password_note)."""
+    u = _parsed(str(url).strip())
+    if u is None or not has_password(url):
+        return url
+    if "@" in (u.host or ""):  # an unencoded @ in the password: nothing runnable to show
+        return mask_url(url)
+    query = {k: v for k, v in u.query.items() if k.lower() not in SECRET_KEYS}
+    return u._replace(password=None).set(query=query).render_as_string(hide_password=False)
+
+
+def password_note(url: str) -> str:
+    """'' or where the password of a runnable_url() hint comes from."""
+    if not has_password(url):
+        return ""
+    if storage_kind(url) == "postgresql":
+        return " (with the password in PGPASSWORD=... or ~/.pgpass)"
+    return " (add the password to the URL)"
 
 
 def default_storage_url(study_name: str) -> str:
