@@ -51,15 +51,25 @@ def get_storage(url: str):
 
 @st.cache_data(show_spinner=False, ttl=2, max_entries=16)
 def get_studies(url: str) -> pd.DataFrame:
-    """The storage's studies, re-read at most every 2 s (reruns after a widget change skip it)."""
+    """The storage's studies (one query for the trial counts on a database)."""
     return ld.list_studies(get_storage(url))
 
 
 @st.cache_data(show_spinner=False, ttl=2, max_entries=16)
 def get_fingerprints(url: str, studies: tuple[str, ...]) -> tuple:
-    """The studies' fingerprints, re-read at most every 2 s."""
+    """The studies' fingerprints (one query each on a database; milliseconds)."""
     storage = get_storage(url)
     return tuple(ld.study_fingerprint(storage, s) for s in studies)
+
+
+def read_once(key: str, ident: tuple, read):
+    """`read()` once per browser session and `ident` (URL, chosen studies): a widget change reruns
+    the page without touching the storage; Refresh, auto-refresh or a new page load read again."""
+    memo = st.session_state.setdefault("_read_once", {})
+    if key not in memo or memo[key][0] != ident:
+        with st.spinner("Reading the storage…"):
+            memo[key] = (ident, read())
+    return memo[key][1]
 
 
 @st.cache_resource(show_spinner="Loading trials…", max_entries=6)
@@ -116,14 +126,16 @@ def main() -> None:
     url = given if typed == ld.mask_url(given) else typed.strip()
     st.sidebar.caption(f"Reading {ld.mask_url(url)} read-only." if url else "")
     if st.sidebar.button("Refresh", help="Reload trials from the storage"):
-        for cached in (get_storage, get_studies, get_fingerprints, get_trials):
+        # the open storage stays: a journal replays only its new lines, a database is re-queried
+        for cached in (get_studies, get_fingerprints):
             cached.clear()
+        st.session_state.pop("_read_once", None)
     if not url:
         st.info("No storage given. Start with `explorer dashboard --storage PATH.journal`, "
                 "or type a journal path or sqlite:/// URL in the sidebar.")
         return
     try:
-        studies = get_studies(url)
+        studies = read_once("studies", (url,), lambda: get_studies(url))
     except ld.StorageError as exc:
         st.error(str(exc))
         return
@@ -143,14 +155,18 @@ def main() -> None:
         st.info("Pick at least one study in the sidebar.")
         return
     try:
-        fps = get_fingerprints(url, tuple(chosen))
+        fps = read_once("fingerprints", (url, tuple(chosen)), lambda: get_fingerprints(url, tuple(chosen)))
         frame, hover, knob_meta = get_trials(url, tuple(chosen), fps)
         knobs = list(knob_meta)
     except Exception as exc:  # a storage changing under us must not end in a traceback
+        st.session_state.pop("_read_once", None)
+        get_storage.clear()  # open it afresh on the next try
         st.error(f"Could not read the studies: {ld.mask_url(str(exc), url)}")
         return
     auto_refresh(url, tuple(chosen), fps)
-    if frame.empty or frame["val_acc"].notna().sum() == 0:
+    objectives = ld.objective_columns(frame)
+    plain = frame["val_acc"].notna().sum() == 0 and any(frame[c].notna().any() for c in objectives)
+    if frame.empty or (frame["val_acc"].notna().sum() == 0 and not plain):
         st.info(f"No trial with a validation accuracy yet in {', '.join(chosen)} "
                 f"({len(frame)} trials stored). Press Refresh once trials complete.")
         if not frame.empty:
@@ -158,12 +174,16 @@ def main() -> None:
         st.subheader("What the space holds")
         landscape_view.show(get_storage(url), chosen, frame)  # needs only the stored config
         return
-    st.title("SqueezeNet design space: accuracy vs size")
+    st.title("SqueezeNet design space: accuracy vs size" if not plain else "Optuna study: objectives and front")
     st.caption(f"{', '.join(chosen)} · {len(frame)} trials · storage {ld.mask_url(url)} (read-only)")
-    view = controls(frame, knobs)
+    if plain:
+        st.caption("A plain Optuna study: its own objectives and front are shown; the per-layer cost table, "
+                   "costs, budgets and config exports need explorer's attributes (a study run by `explorer run`).")
+    view = controls(frame, knobs, objectives if plain else {})
     allowed = budgets_and_filters(frame, knob_meta)
-    size = frame[view["size"]].to_numpy(dtype=float)
-    acc = frame[view["acc"]].to_numpy(dtype=float)
+    # the front maximises accuracy and minimises size: flip the objectives Optuna maximises / minimises
+    size = frame[view["size"]].to_numpy(dtype=float) * (-1 if view["dirs"][0] == "maximize" else 1)
+    acc = frame[view["acc"]].to_numpy(dtype=float) * (-1 if view["dirs"][1] == "minimize" else 1)
     final = comparable(frame)  # cut by the time budget, pruned or a duplicate: never on a front
     roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
                             frame["study"].to_numpy(), final)
@@ -197,27 +217,41 @@ def auto_refresh(url: str, studies: tuple[str, ...], fps: tuple) -> None:
 
     @st.fragment(run_every=10)
     def poll() -> None:
-        try:
+        try:  # one query per study on a database, new lines only on a journal
             now = tuple(ld.study_fingerprint(get_storage(url), s) for s in studies)
         except Exception:  # a half-written storage: try again on the next tick
             return
         if now != fps:
+            st.session_state.get("_read_once", {}).pop("fingerprints", None)
             st.rerun(scope="app")
 
     poll()
 
 
-def controls(frame: pd.DataFrame, knobs: list[str]) -> dict:
-    """Axis, scale and colour choices (sidebar)."""
+def controls(frame: pd.DataFrame, knobs: list[str], objectives: dict[str, str]) -> dict:
+    """Axis, scale and colour choices (sidebar); `objectives` (column -> direction) for a plain
+    Optuna study, whose own objectives (and the trial number) are the axes."""
     sb = st.sidebar
-    sizes = [c for c in figures.SIZE_AXES if frame[c].notna().any()]
-    accs = [c for c in figures.ACC_AXES if frame[c].notna().any()]
-    view = {
-        "size": sb.selectbox("Size axis", sizes, format_func=figures.SIZE_AXES.get, key="size_axis"),
-        "acc": sb.selectbox("Accuracy", accs, format_func=figures.ACC_AXES.get, key="acc_axis"),
-        "log_x": sb.checkbox("Log size axis", value=True, key="log_x"),
-        "log_y": sb.checkbox("Log accuracy axis", value=False, key="log_y"),
-    }
+    if objectives:
+        have = [c for c in objectives if frame[c].notna().any()]
+        dirs = {"number": "minimize", **objectives}
+        label = lambda c: f"{figures.axis_title(c, {})} ({dirs[c].removesuffix('e')}ed)"  # noqa: E731
+        xs = have[1:] + have[:1] + ["number"] if len(have) > 1 else ["number", *have]  # 1 objective: vs trials
+        view = {"size": sb.selectbox("X axis", xs, format_func=label, key="size_axis"),
+                "acc": sb.selectbox("Y axis", have, format_func=label, key="acc_axis"),
+                "log_x": sb.checkbox("Log x axis", value=False, key="log_x_plain"),
+                "log_y": sb.checkbox("Log y axis", value=False, key="log_y")}
+        view["dirs"] = (dirs[view["size"]], dirs[view["acc"]])
+    else:
+        sizes = [c for c in figures.SIZE_AXES if frame[c].notna().any()]
+        accs = [c for c in figures.ACC_AXES if frame[c].notna().any()]
+        view = {
+            "size": sb.selectbox("Size axis", sizes, format_func=figures.SIZE_AXES.get, key="size_axis"),
+            "acc": sb.selectbox("Accuracy", accs, format_func=figures.ACC_AXES.get, key="acc_axis"),
+            "log_x": sb.checkbox("Log size axis", value=True, key="log_x"),
+            "log_y": sb.checkbox("Log accuracy axis", value=False, key="log_y"),
+            "dirs": ("minimize", "maximize"),
+        }
     options = ["(none)", "study"] + knobs
     view["color"] = sb.selectbox("Colour by", options, key="color_by",
                                  format_func=lambda c: c.removeprefix("knob_"))
@@ -330,14 +364,15 @@ def detail_tab(frame, roles, view, url) -> None:
         return
     row_id = st.selectbox(f"Trial ({len(ids)} {source})", ids, key="detail_trial",
                           format_func=lambda i: f"{frame.at[i, 'study']} #{frame.at[i, 'number']} — "
-                                                f"acc {frame.at[i, view['acc']]:.4f}, "
-                                                f"{figures.fmt_count(frame.at[i, 'params'])} params")
+                                                f"{_axis_value(frame, i, view['acc'])}, "
+                                                f"{_axis_value(frame, i, view['size'])}")
     row = frame.loc[row_id if row_id in frame.index else ids[0]]
     st.subheader(f"{row['study']} · trial #{row['number']} "
                  f"({row['state'].lower()}, end: {row['end'] or 'n/a'})")
     m = st.columns(6)
-    m[0].metric("val acc", _fmt(row["val_acc"], "{:.4f}"))
-    m[1].metric("best val acc", _fmt(row["best_val_acc"], "{:.4f}"))
+    m[0].metric("val acc", _fmt(100 * row["val_acc"], "{:.2f}%"),
+                help=None if pd.isna(row["acc_std"]) else f"seed noise ± {100 * row['acc_std']:.2f} points")
+    m[1].metric("best val acc", _fmt(100 * row["best_val_acc"], "{:.2f}%"))
     m[2].metric("parameters", figures.fmt_count(row["params"]))
     m[3].metric("MACs", figures.fmt_count(row["macs"]))
     m[4].metric("size (MB, fp32)", _fmt(row["size_mb"], "{:.3g}"), help=f"{_fmt(row['size_mib'], '{:.4g}')} MiB")
@@ -372,6 +407,16 @@ def detail_tab(frame, roles, view, url) -> None:
     d2.download_button("Download config (JSON)", exports.to_json(config),
                        file_name=exports.config_filename(row["study"], row["number"], "json"),
                        mime="application/json", key="dl_json", on_click="ignore")
+
+
+def _axis_value(frame, i, col) -> str:
+    """'acc 61.20%', '12.3k params' or 'loss 0.31': a trial's value on a chart axis."""
+    value = frame.at[i, col]
+    if col in figures.ACC_AXES:
+        return f"acc {_fmt(100 * value, '{:.2f}%')}"
+    if col in figures.SIZE_AXES:
+        return f"{figures.fmt_count(value)} {figures.SIZE_AXES[col].split(' (')[0]}"
+    return f"{figures.axis_title(col, {})} {_fmt(value, '{:.4g}')}"
 
 
 def _fmt(value, spec: str) -> str:
@@ -418,10 +463,14 @@ def design_space_tab(frame, knobs, view, url, chosen, fps) -> None:
     knob = st.selectbox("Knob", knobs, index=knobs.index(preferred[0]) if preferred else 0,
                         key="ds_knob", format_func=lambda c: c.removeprefix("knob_"))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(figures.scatter_by_knob_figure(done, knob, view["acc"], figures.ACC_AXES[view["acc"]]),
-                    key="ds_acc")
-    c2.plotly_chart(figures.scatter_by_knob_figure(done, knob, view["size"], figures.SIZE_AXES[view["size"]],
-                                                   log_y=True), key="ds_size")
+    c1.plotly_chart(figures.scatter_by_knob_figure(done, knob, view["acc"],
+                                                   figures.axis_title(view["acc"], figures.ACC_AXES)), key="ds_acc")
+    c2.plotly_chart(figures.scatter_by_knob_figure(done, knob, view["size"],
+                                                   figures.axis_title(view["size"], figures.SIZE_AXES),
+                                                   log_y=view["size"] in figures.SIZE_AXES), key="ds_size")
+    if view["acc"] not in figures.ACC_AXES:
+        st.caption("Error EDFs and importances need an accuracy (explorer's `val_acc` attribute).")
+        return
     st.dataframe(figures.knob_effect_data(done, knob, view["acc"], view["size"]), hide_index=True)
     normalise = st.checkbox("Size-normalised EDF", value=False, key="ds_normalise",
                             help="Reweight each choice's models to a common, uniform distribution "
@@ -452,6 +501,9 @@ def importance_block(frame, url, study, fp, acc_col) -> None:
 
 def export_tab(frame, roles, knobs, view, url) -> None:
     """The feasible front under the current budgets as a table (CSV), and config exports."""
+    if not frame["spec"].map(bool).any():
+        st.info("Exports of configs need explorer's attributes (a stored spec per trial); this study has none.")
+        return
     front = frame[roles == "front"].sort_values(["study", view["size"]])
     st.markdown(f"**Feasible front** under the current budgets and filters: {len(front)} trial(s)")
     table = exports.trials_table(front, knobs)

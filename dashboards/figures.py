@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from explorer import pareto
+from explorer.store.table import OBJECTIVE_PREFIX
 from explorer.util import si
 
 SIZE_AXES = {
@@ -24,8 +25,9 @@ SIZE_AXES = {
     "size_mib": "model size (MiB, fp32)",
     "latency_ms": "latency (ms)",
 }
-ACC_AXES = {"val_acc": "validation accuracy (last epoch)",
-            "best_val_acc": "validation accuracy (best epoch)"}
+ACC_AXES = {"val_acc": "validation accuracy (last epoch, %)",
+            "best_val_acc": "validation accuracy (best epoch, %)"}
+SI_AXES = ("params", "macs", "number")  # counts: ticks as 3k, 10k, 1M
 ROLE_STYLE = {  # role -> marker style; the front is drawn last so it sits on top
     "excluded": {"size": 5, "opacity": 0.15, "symbol": "circle"},
     "infeasible": {"size": 7, "opacity": 0.6, "symbol": "x"},
@@ -59,28 +61,68 @@ class Hover:
 
 
 def hover_data(frame: pd.DataFrame, knobs: list[str]) -> Hover:
-    """Hover content per trial: number, accuracy, costs with units, knobs (pure)."""
-    cols = ["number", "val_acc", "best_val_acc", "params", "macs", "size_mb"]
-    head = ("<b>%{meta} #%{customdata[1]:d}</b><br>val acc %{customdata[2]:.4f} "
-            "(best %{customdata[3]:.4f})<br>params %{customdata[4]:.3s} · "
-            "%{customdata[5]:.3s} MACs · %{customdata[6]:.3~g} MB")
-    if frame["latency_ms"].notna().any():
-        cols.append("latency_ms")
-        head += " · %{customdata[7]:.3~g} ms"
+    """Hover content per trial: number, accuracy (%) with its seed noise, costs with units, any
+    other objective, knobs, and how the trial ended when it did not simply complete (pure)."""
+    cols: list[str] = ["number"]
+
+    def ref(col: str, fmt: str) -> str:  # customdata[0] is the row id, then `cols` in order
+        cols.append(col)
+        return f"%{{customdata[{len(cols)}]{fmt}}}"
+
+    lines = ["<b>%{meta} #%{customdata[1]:d}</b>"]
+    if frame["val_acc"].notna().any():
+        lines.append(f"val acc {ref('val_acc', ':.2f')}% (best {ref('best_val_acc', ':.2f')}%)")
+    cost = [f"params {ref('params', ':.3s')}", f"{ref('macs', ':.3s')} MACs", f"{ref('size_mb', ':.3~g')} MB"]
+    if frame["params"].notna().any():
+        if frame["latency_ms"].notna().any():
+            cost.append(f"{ref('latency_ms', ':.3~g')} ms")
+        lines.append(" · ".join(cost))
+    else:
+        cols[:] = cols[:len(cols) - 3]
+    objectives = [c for c in frame.columns if c.startswith(OBJECTIVE_PREFIX)
+                  and c.removeprefix(OBJECTIVE_PREFIX) not in ("val_acc", "params", "macs", "size_mb")]
+    if objectives:
+        lines.append(" · ".join(f"{c.removeprefix(OBJECTIVE_PREFIX)} {ref(c, ':.4~g')}" for c in objectives))
     numeric = [k for k in knobs if _is_number(frame[k])]
-    line = " · ".join(f"{k.removeprefix('knob_')}=%{{customdata[{len(cols) + 1 + i}]:.4~g}}"
-                      for i, k in enumerate(numeric))
+    if numeric:
+        lines.append(" · ".join(f"{k.removeprefix('knob_')}={ref(k, ':.4~g')}" for k in numeric))
     text = np.full(len(frame), "", dtype=object)
     labels = [k.removeprefix("knob_") + "=" + _fmt(frame[k], str) for k in knobs if k not in numeric]
     if labels:  # text knobs continue the knob line
-        text = (" · " if line else "<br>") + labels[0]
+        text = (" · " if numeric else "<br>") + labels[0]
         for label in labels[1:]:
             text = text + " · " + label
+    std = 100 * frame["acc_std"].to_numpy(dtype=float)
+    noise = np.where(np.isfinite(std), "<br>seed noise ± " + _fmt(pd.Series(np.round(std, 2)), str) + " pts", "")
+    text = text + noise + "<br>" + ending(frame)
     over = frame["over_budget"].astype(str).to_numpy(dtype=object)
     text = text + np.where(over != "", "<br>over budget: " + over, "")
-    template = (head + ("<br>" + line if line else "") + ("%{text}" if (text != "").any() else "")
-                + "<extra></extra>")
-    return Hover(frame[cols + numeric].to_numpy(dtype=np.float32), template, np.asarray(text, dtype=str))
+    numbers = frame[cols].to_numpy(dtype=np.float32)
+    for i, col in enumerate(cols):
+        if col in ACC_AXES:
+            numbers[:, i] *= 100
+    template = "<br>".join(lines) + "%{text}<extra></extra>"
+    return Hover(numbers, template, np.asarray(text, dtype=str))
+
+
+CUT_ENDS = ("dead", "time_budget", "diverged", "stopped", "pruned")
+END_WORDS = {"completed": "completed", "dead": "died (no learning)", "time_budget": "cut by the time budget",
+             "diverged": "diverged", "stopped": "stopped early", "pruned": "pruned"}
+
+
+def cut_short(frame: pd.DataFrame) -> np.ndarray:
+    """True for trials that did not run their course: an `end` in CUT_ENDS, or pruned / failed."""
+    end = frame["end"].astype(str).to_numpy()
+    state = frame["state"].astype(str).to_numpy()
+    return np.isin(end, CUT_ENDS) | np.isin(state, ("PRUNED", "FAIL"))
+
+
+def ending(frame: pd.DataFrame) -> np.ndarray:
+    """'ended: <how>' per trial (the state where no `end` was stored)."""
+    end = frame["end"].astype(str)
+    how = end.map(lambda e: END_WORDS.get(e, e)).to_numpy(dtype=object)
+    state = frame["state"].astype(str).str.lower().to_numpy(dtype=object)
+    return np.where(end.to_numpy() != "", "ended: " + how, "state: " + state)
 
 
 def _is_number(values: pd.Series) -> bool:
@@ -125,10 +167,12 @@ def pareto_data(frame: pd.DataFrame, roles: np.ndarray, size_col: str, acc_col: 
     study's budget rejected sit on a strip just below the lowest accuracy (`floor_y`).
     """
     size = frame[size_col].to_numpy(dtype=float)
-    acc = frame[acc_col].to_numpy(dtype=float)
+    scale = 100.0 if acc_col in ACC_AXES else 1.0  # accuracy in percent, as the CLI prints it
+    acc = frame[acc_col].to_numpy(dtype=float) * scale
     # seed noise (`explorer calibrate`): +- one std around the short-run val_acc
-    std = (frame["acc_std"].to_numpy(dtype=float) if acc_col == "val_acc" and "acc_std" in frame
+    std = (frame["acc_std"].to_numpy(dtype=float) * scale if acc_col == "val_acc" and "acc_std" in frame
            else np.full(len(frame), np.nan))
+    cut = cut_short(frame)
     y = np.where(np.isnan(acc) & (roles == "infeasible"), floor_y(acc), acc)
     keep = np.isfinite(size) & np.isfinite(y)
     studies = list(pd.unique(frame["study"]))
@@ -141,12 +185,13 @@ def pareto_data(frame: pd.DataFrame, roles: np.ndarray, size_col: str, acc_col: 
         for role in ROLE_STYLE:
             sel = in_study & (roles == role)
             groups = cats if kind == "categorical" and role != "excluded" else [None]
-            for cat in groups:
-                m = sel if cat is None else sel & (frame[color_col].astype(str) == cat).to_numpy()
+            for cat, short in [(c, k) for k in (False, True) for c in groups]:
+                m = sel & (cut == short)
+                m = m if cat is None else m & (frame[color_col].astype(str) == cat).to_numpy()
                 rows = np.flatnonzero(m)
                 if rows.size:
                     traces.append({"kind": "points", "study": study, "study_index": s_idx,
-                                   "role": role, "category": cat, "rows": rows,
+                                   "role": role, "category": cat, "rows": rows, "cut": short,
                                    "x": size[rows], "y": y[rows], "err": std[rows],
                                    "color": None if colors is None else colors[rows]})
         front = np.flatnonzero(in_study & (roles == "front"))
@@ -188,6 +233,8 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
         marker: dict[str, Any] = {k: v for k, v in style.items()}
         if multi_study and t["role"] != "infeasible":
             marker["symbol"] = STUDY_SYMBOLS[s_idx % len(STUDY_SYMBOLS)]
+        if t.get("cut") and t["role"] != "infeasible":  # dead, time budget, diverged, stopped, pruned
+            marker["symbol"] = CUT_SYMBOL[t["role"] == "front"]
         if t["role"] == "excluded":
             marker["color"] = "#9e9e9e"
         elif t["role"] == "infeasible" and color_kind != "categorical":
@@ -202,7 +249,8 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
         else:
             marker["color"] = PALETTE[s_idx % len(PALETTE)] if multi_study else (
                 "#d62728" if t["role"] == "front" else "#1f77b4")
-        name = ROLE_NAME[t["role"]]
+        shown_cut = t.get("cut") and t["role"] not in ("partial", "infeasible")
+        name = ROLE_NAME[t["role"]] + (" · cut short" if shown_cut else "")
         if t["category"] is not None:
             name += f" · {color_col.removeprefix('knob_')}={t['category']}"
         if multi_study:
@@ -213,20 +261,39 @@ def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc
                  "text": hover.text[rows], "meta": t["study"], "hovertemplate": hover.template,
                  "marker": marker, "name": name}
         err = t.get("err")
-        if err is not None and np.isfinite(err).any():
-            # error bars only where a calibration measured the noise (None: no bar)
+        if t["role"] == "front" and err is not None and np.isfinite(err).any():
+            # error bars on the front only, where a calibration measured the noise (None: no bar);
+            # elsewhere the hover gives the noise (10,000 bars make solid columns)
             trace["error_y"] = {"type": "data", "visible": True, "thickness": 1.2, "width": 4,
                                 "array": [float(e) if np.isfinite(e) else None for e in err]}
         data.append(trace)
         trace_rows.append(t["rows"])
     layout = {
-        "xaxis": {"title": {"text": SIZE_AXES.get(size_col, size_col)}, "type": "log" if log_x else "linear"},
-        "yaxis": {"title": {"text": ACC_AXES.get(acc_col, acc_col)}, "type": "log" if log_y else "linear"},
-        "legend": {"orientation": "h", "y": -0.2},
-        "margin": {"l": 60, "r": 20, "t": 30, "b": 60}, "height": 560,
+        "xaxis": {"title": {"text": axis_title(size_col, SIZE_AXES)}, **_axis_type(size_col, log_x)},
+        "yaxis": {"title": {"text": axis_title(acc_col, ACC_AXES)}, **_axis_type(acc_col, log_y)},
+        # above the plot: visible without scrolling at 1400x900
+        "legend": {"orientation": "h", "x": 0, "y": 1.01, "yanchor": "bottom"},
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50}, "height": 520,
         "hovermode": "closest", "uirevision": "pareto",
     }
     return {"data": data, "layout": layout}, trace_rows
+
+
+CUT_SYMBOL = {False: "triangle-down", True: "diamond"}  # cut-short trials; True: on the front
+
+
+def axis_title(col: str, known: dict[str, str]) -> str:
+    """An axis's title: explorer's names, 'trial number', or an objective's own name."""
+    if col == "number":
+        return "trial number"
+    return known.get(col) or SIZE_AXES.get(col) or ACC_AXES.get(col) or col.removeprefix(OBJECTIVE_PREFIX)
+
+
+def _axis_type(col: str, log: bool) -> dict[str, Any]:
+    """Log or linear; a log axis labels every tick in full (3k, 5k, not a bare 3, 5)."""
+    if not log:
+        return {"type": "linear"}
+    return {"type": "log", "tickformat": "~s" if col in SI_AXES else "~g", "dtick": "D2"}  # 1, 2, 5 per decade
 
 
 def knob_effect_data(frame: pd.DataFrame, knob: str, acc_col: str, size_col: str) -> pd.DataFrame:
@@ -297,12 +364,13 @@ def edf_figure(curves: list[dict[str, Any]], knob: str, normalise: bool) -> dict
 def curve_figure(curve: list[float], val_loss: list[float]) -> dict[str, Any]:
     """Validation accuracy (and loss, right axis) per epoch."""
     epochs = list(range(1, len(curve) + 1))
-    data = [{"type": "scatter", "mode": "lines+markers", "x": epochs, "y": list(curve), "name": "val acc"}]
+    curve = [100 * c for c in curve]
+    data = [{"type": "scatter", "mode": "lines+markers", "x": epochs, "y": list(curve), "name": "val acc (%)"}]
     if val_loss:
         data.append({"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(val_loss) + 1)),
                      "y": list(val_loss), "name": "val loss", "yaxis": "y2"})
     return {"data": data, "layout": {
-        "xaxis": {"title": {"text": "epoch"}, "dtick": 1},
-        "yaxis": {"title": {"text": "validation accuracy"}},
+        "xaxis": {"title": {"text": "epoch"}, "dtick": 1, "range": [0.5, max(len(curve), 1) + 0.5]},
+        "yaxis": {"title": {"text": "validation accuracy (%)"}, "rangemode": "tozero"},
         "yaxis2": {"title": {"text": "validation loss"}, "overlaying": "y", "side": "right"},
         "height": 300, "margin": {"l": 60, "r": 60, "t": 20, "b": 40}}}

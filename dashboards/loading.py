@@ -15,7 +15,7 @@ import pandas as pd
 
 from explorer import store
 from explorer.store import StorageError, mask_url  # noqa: F401 - the page's names for them
-from explorer.store.table import empty_frame, read_trials
+from explorer.store.table import empty_frame, objective_columns, read_trials  # noqa: F401
 
 
 def open_storage(url: str):
@@ -36,16 +36,8 @@ def list_studies(storage) -> pd.DataFrame:
 
 
 def study_fingerprint(storage, study_name: str) -> tuple:
-    """A cheap tuple that changes when trials are added or finish (the cache key)."""
-    from optuna.storages import JournalStorage
-    from optuna.trial import TrialState
-
-    study_id = store.find_study(storage, study_name)
-    if isinstance(storage, JournalStorage):  # replay is incremental: only new lines are read
-        trials = storage.get_all_trials(study_id, deepcopy=False)
-        return (len(trials), sum(t.datetime_complete is not None for t in trials))
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return (storage.get_n_trials(study_id),) + tuple(storage.get_n_trials(study_id, s) for s in states)
+    """A cheap tuple that changes when trials are added or finish (the cache key; explorer.store)."""
+    return store.study_fingerprint(storage, study_name)
 
 
 def load_trials(storage, study_name: str) -> pd.DataFrame:

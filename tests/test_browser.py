@@ -105,7 +105,7 @@ def test_pareto_chart_renders_in_chromium(server):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url, wait_until="domcontentloaded", timeout=60_000)
             page.wait_for_function(
                 "() => { const el = document.querySelector('.js-plotly-plot');"
@@ -115,6 +115,8 @@ def test_pareto_chart_renders_in_chromium(server):
                 "() => document.querySelector('.js-plotly-plot')._fullData.map("
                 "  t => ({name: t.name, mode: t.mode, type: t.type, n: t.x.length}))")
             page.wait_for_timeout(1500)  # let WebGL paint before the screenshot
+            legend = page.evaluate("() => document.querySelector('.js-plotly-plot .legend')"
+                                   ".getBoundingClientRect().bottom")
             page.screenshot(path=str(shot), full_page=False)
             # click the smallest front point: the selection must reach the page as a trial
             x, y, number = page.evaluate(CLICK_TARGET)
@@ -131,6 +133,7 @@ def test_pareto_chart_renders_in_chromium(server):
     assert points["Pareto front"] == brute_front_count(feasible)
     assert {t["type"] for t in traces} == {"scattergl"}
     assert shot.stat().st_size > 10_000
+    assert 0 < legend < 900  # the legend shows without scrolling at 1400x900
     if os.environ.get("EXPLORER_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)

@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> int:
     storage = open_storage(url, skip_bad_lines=True)
     rec = read_study(storage, name, url=url, default_objectives=objectives or attrs.DEFAULT_OBJECTIVES)
     print_notes(journal_notes(storage))
-    print(report(trial_table(rec), name, mask_url(url), rec.objectives))
+    print(report(trial_table(rec), name, mask_url(url), rec.objectives, plain=not rec.explorer))
     return 0
 
 
-def report(df, name: str, url: str, objectives: list[str]) -> str:
+def report(df, name: str, url: str, objectives: list[str], plain: bool = False) -> str:
     """The whole status text for a trial table."""
     from explorer.store import attrs as A
     from explorer.study import CUT_STATE, states_text
@@ -54,8 +54,38 @@ def report(df, name: str, url: str, objectives: list[str]) -> str:
         wall_s = df["duration_s"].fillna(0).sum()
         lines.append(f"time: {wall_s / 60:.1f} min in trials ({train_s / 60:.1f} min training)")
     lines.append("")
-    lines.append(front_table(df, objectives))
+    lines.append(objective_front_table(df) if plain else front_table(df, objectives))
     return "\n".join(lines)
+
+
+def objective_front_table(df) -> str:
+    """The front of a plain Optuna study over its own objectives and directions (one objective:
+    its best trial)."""
+    import numpy as np
+
+    from explorer.pareto import front_mask
+    from explorer.store.table import OBJECTIVE_PREFIX, knob_names, objective_columns
+
+    objectives = objective_columns(df)
+    done = df[df["state"] == "COMPLETE"] if len(df) else df
+    if not objectives or not len(done):
+        return "Pareto front: no completed trials yet"
+    cols = list(objectives)
+    signs = np.array([1.0 if objectives[c] == "maximize" else -1.0 for c in cols])
+    values = done[cols].to_numpy(float, na_value=np.nan) * signs  # every objective now maximised
+    mask = front_mask(values[:, 0], -values[:, 1:] if len(cols) > 1 else np.zeros((len(done), 1)))
+    front = done[mask].sort_values(cols[-1])
+    knobs = knob_names(df)[:8]
+    header = ["trial", *(c.removeprefix(OBJECTIVE_PREFIX) for c in cols), *(k.removeprefix("knob_") for k in knobs)]
+    rows = [[f"#{r['number']}", *(f"{r[c]:.6g}" for c in cols), *(_knob(r[k]) for k in knobs)]
+            for _, r in front.iterrows()]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    goal = ", ".join(f"{objectives[c][:3]} {c.removeprefix(OBJECTIVE_PREFIX)}" for c in cols)
+    title = f"Pareto front ({goal}): {len(front)} of {len(done)} complete trials"
+    note = ("(a plain Optuna study: costs, budgets and the per-layer table need explorer's attributes, "
+            "written by `explorer run`)")
+    return "\n".join([title, fmt.format(*header)] + [fmt.format(*row) for row in rows] + [note])
 
 
 def latency_note(rows, compared: bool) -> list[str]:

@@ -33,7 +33,6 @@ from explorer.store.claim import (
 from explorer.store.journal import StorageError, StorageWriteError
 from explorer.store.open import check_writable, journal_notes, open_storage
 from explorer.store.outage import DatabaseUnavailable
-from explorer.store.table import read_trials, trial_table
 from explorer.store.trials import (
     StudyRecord,
     TrialRecord,
@@ -42,6 +41,7 @@ from explorer.store.trials import (
     list_studies,
     read_study,
     stored_config,
+    study_fingerprint,
     study_names,
 )
 from explorer.store.urls import (
@@ -78,6 +78,16 @@ __all__ = [
     "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",
     "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut", "resolve_target",
     "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind",
-    "stored_config", "study_id", "study_lock", "study_names", "study_storage", "trial_id", "trial_table",
-    "tune_heartbeat", "uses_own_heartbeat", "work",
+    "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names", "study_storage", "trial_id",
+    "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]
+
+
+def __getattr__(name: str):
+    """read_trials / trial_table on first use: the trial table needs pandas (over 100 MiB), which
+    `explorer dashboard` and the other light commands never import."""
+    if name in ("read_trials", "trial_table"):
+        from explorer.store import table
+
+        return getattr(table, name)
+    raise AttributeError(f"module 'explorer.store' has no attribute {name!r}")

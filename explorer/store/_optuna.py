@@ -9,6 +9,7 @@ imports a private Optuna module or reads a private Optuna attribute
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -50,6 +51,125 @@ def rdb_of(storage):
         return storage
     inner = getattr(storage, "_backend", None)  # optuna.storages._CachedStorage
     return inner if isinstance(inner, RDBStorage) else None
+
+
+def rdb_fingerprint(storage, study_id: int) -> tuple | None:
+    """A study's trials summed up by one SQL query on Optuna's tables (per state: count, largest
+    trial id, latest completion) plus its number of study user attrs; None for a storage that is
+    not an RDB, or when Optuna's schema changed (the caller then counts through the public API).
+
+    Optuna's own `get_n_trials` loads every trial to count them (11 s at 10,000 trials on SQLite).
+    """
+    rdb = rdb_of(storage)
+    if rdb is None:
+        return None
+    import sqlalchemy as sa
+
+    try:
+        with rdb.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT state, COUNT(*), MAX(trial_id), MAX(datetime_complete) FROM trials "
+                                        "WHERE study_id = :s GROUP BY state"), {"s": study_id}).all()
+            n_attrs = conn.execute(sa.text("SELECT COUNT(*) FROM study_user_attributes WHERE study_id = :s"),
+                                   {"s": study_id}).scalar()
+    except sa.exc.SQLAlchemyError:
+        return None
+    return tuple(sorted((str(getattr(r[0], "name", r[0])), int(r[1]), int(r[2]), str(r[3])) for r in rows)) + (
+        ("attrs", int(n_attrs or 0)),)
+
+
+def rdb_trials(storage, study_id: int) -> list | None:
+    """Every trial of a study in an RDB storage as Optuna's FrozenTrials, read by six bulk SELECTs
+    on Optuna's own tables (its `get_all_trials` builds ORM objects: 11 s at 10,000 trials on
+    SQLite, here under 2 s); None when not an RDB or Optuna's schema moved (the caller falls back
+    to `get_all_trials`). tests/test_plain_optuna.py pins equality with `get_all_trials`."""
+    rdb = rdb_of(storage)
+    if rdb is None:
+        return None
+    try:
+        import sqlalchemy as sa
+        from optuna.distributions import json_to_distribution
+        from optuna.storages._rdb import models
+        from optuna.trial import FrozenTrial
+
+        T = models.TrialModel.__table__
+        tables = {"values": models.TrialValueModel.__table__, "params": models.TrialParamModel.__table__,
+                  "user": models.TrialUserAttributeModel.__table__,
+                  "system": models.TrialSystemAttributeModel.__table__,
+                  "steps": models.TrialIntermediateValueModel.__table__}
+        value_of = models.TrialValueModel.stored_repr_to_value
+        step_of = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        ids = sa.select(T.c.trial_id).where(T.c.study_id == study_id)
+        columns = {"values": ("objective", "value", "value_type"), "params": ("param_name", "param_value",
+                   "distribution_json"), "user": ("key", "value_json"), "system": ("key", "value_json"),
+                   "steps": ("step", "intermediate_value", "intermediate_value_type")}
+        with rdb.engine.connect() as conn:
+            head = conn.execute(sa.select(T.c.trial_id, T.c.number, T.c.state, T.c.datetime_start,
+                                          T.c.datetime_complete).where(T.c.study_id == study_id)
+                                .order_by(T.c.trial_id)).all()
+            rows = {k: (_plain_rows if k in ("user", "system") else lambda c, q: c.execute(q).all())(
+                        conn, sa.select(t.c.trial_id, *(t.c[c] for c in columns[k]))
+                        .where(t.c.trial_id.in_(ids)).order_by(*t.primary_key.columns))
+                    for k, t in tables.items()}
+    except (ImportError, AttributeError, KeyError, sa.exc.SQLAlchemyError):
+        return None
+    by_id: dict[int, dict[str, Any]] = {r[0]: {"values": {}, "params": {}, "dists": {}, "user": {}, "system": {},
+                                               "steps": {}} for r in head}
+    for tid, objective, value, kind in rows["values"]:
+        by_id[tid]["values"][objective] = value_of(value, kind)
+    dists: dict[str, Any] = {}
+    for tid, name, value, text in rows["params"]:
+        dist = dists.get(text) or dists.setdefault(text, json_to_distribution(text))
+        by_id[tid]["params"][name], by_id[tid]["dists"][name] = dist.to_external_repr(value), dist
+    for kind in ("user", "system"):  # one json.loads for all: a call per value took 2 s at 10,000 trials
+        decoded = json.loads("[" + ",".join(r[2] for r in rows[kind]) + "]") if rows[kind] else []
+        for (tid, key, _), value in zip(rows[kind], decoded):
+            by_id[tid][kind][key] = value
+    for tid, step, value, kind in rows["steps"]:
+        by_id[tid]["steps"][step] = step_of(value, kind)
+    out = []
+    for tid, number, state, start, complete in head:
+        d = by_id[tid]
+        values = [d["values"][i] for i in sorted(d["values"])] or None
+        out.append(FrozenTrial(number=number, state=state, value=None, values=values,
+                               datetime_start=_local(start), datetime_complete=_local(complete),
+                               params=d["params"], distributions=d["dists"], user_attrs=d["user"],
+                               system_attrs=d["system"], intermediate_values=d["steps"], trial_id=tid))
+    return out
+
+
+def _plain_rows(conn, query) -> list[tuple]:
+    """The rows of a query on plain text and integer columns through the driver's own cursor
+    (SQLAlchemy's Row objects took 1 s for the 250,000 attributes of 10,000 trials)."""
+    compiled = query.compile(dialect=conn.dialect)
+    params = [compiled.params[k] for k in compiled.positiontup] if compiled.positional else compiled.params
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _local(when):
+    """Optuna's RDB stores naive UTC; its FrozenTrials carry naive local time."""
+    import datetime as dt
+
+    return None if when is None else when.replace(tzinfo=dt.timezone.utc).astimezone().replace(tzinfo=None)
+
+
+def rdb_trial_counts(storage) -> dict[int, int] | None:
+    """Study id -> number of trials, by one SQL query (studies without trials left out); None as above."""
+    rdb = rdb_of(storage)
+    if rdb is None:
+        return None
+    import sqlalchemy as sa
+
+    try:
+        with rdb.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT study_id, COUNT(*) FROM trials GROUP BY study_id")).all()
+    except sa.exc.SQLAlchemyError:
+        return None
+    return {int(s): int(n) for s, n in rows}
 
 
 def journal_backend_of(storage):

@@ -30,8 +30,9 @@ TEXT_ATTRS = (A.SPEC_ID, A.END, A.DEVICE, A.OVER_BUDGET, A.PRUNED_REASON, A.FAIL
               A.LATENCY_SETTING, A.RETRY_REASON)
 OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list))
 INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
-STUDY_COLUMNS = ("study", "trainer", "data", "objectives")  # the same on every row of a study
+STUDY_COLUMNS = ("study", "trainer", "data", "objectives", "directions")  # the same on every row of a study
 KNOB_PREFIX = "knob_"
+OBJECTIVE_PREFIX = "objective:"  # + an objective's name: the trial's value for it (any Optuna study)
 
 
 def read_trials(storage, name: str) -> pd.DataFrame:
@@ -52,16 +53,18 @@ def trial_table(rec: StudyRecord) -> pd.DataFrame:
         **_attr_columns(attrs),
         "values": [list(t.values) if t.values else None for t in trials],
     }
-    if A.VAL_ACC in rec.objectives:
-        i = rec.objectives.index(A.VAL_ACC)
+    for i, name in enumerate(_objective_names(rec.objectives, rec.directions)):
         values = _numbers([t.values[i] if t.values and i < len(t.values) else None for t in trials])
-        columns[A.VAL_ACC] = np.where(np.isnan(columns[A.VAL_ACC]), values, columns[A.VAL_ACC])
+        columns[OBJECTIVE_PREFIX + name] = values
+        if name in NUMERIC_ATTRS:  # an objective explorer knows (val_acc, params, ...), by its value
+            columns[name] = np.where(np.isnan(columns[name]), values, columns[name])
     columns.update(_knob_columns(columns[A.SPEC], [t.params for t in trials]))
     # The study's trainer and data settings, so an exported config retrains the trial as run.
     for key in ("trainer", "data"):
         value = rec.config.get(key)
         columns[key] = [value if isinstance(value, dict) else {}] * len(trials)
     columns["objectives"] = [rec.objectives] * len(trials)
+    columns["directions"] = [rec.directions] * len(trials)
     frame = _object_frame(columns)
     frame["datetime_start"] = pd.to_datetime(pd.Series([t.datetime_start for t in trials], dtype=object))
     frame["datetime_complete"] = pd.to_datetime(pd.Series([t.datetime_complete for t in trials], dtype=object))
@@ -83,7 +86,7 @@ def empty_frame() -> pd.DataFrame:
     """A trial table with the standard columns and no rows."""
     cols = (["study", "number", "state", *NUMERIC_ATTRS, *TEXT_ATTRS, "infeasible", "val_loss",
              "val_loss_curve", *(name for name, _ in OBJECT_ATTRS), "values", "trainer", "data",
-             "objectives", "datetime_start", "datetime_complete", "duration_s"])
+             "objectives", "directions", "datetime_start", "datetime_complete", "duration_s"])
     return pd.DataFrame({c: pd.Series(dtype=float if c in NUMERIC_ATTRS else object) for c in cols})
 
 
@@ -94,6 +97,26 @@ def latency_settings(frame: pd.DataFrame) -> dict[str, list[int]]:
         if label:
             out.setdefault(label, []).append(int(number))
     return out
+
+
+def objective_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """The objective:<name> columns with their direction ('maximize' / 'minimize'), first study's first."""
+    out: dict[str, str] = {}
+    if not len(frame) or "directions" not in frame.columns:
+        return out
+    first = frame[~frame["study"].duplicated()]  # one row per study
+    for objectives, directions in zip(first["objectives"], first["directions"]):
+        if isinstance(objectives, list) and isinstance(directions, list):
+            for name, direction in zip(_objective_names(objectives, directions), directions):
+                out.setdefault(OBJECTIVE_PREFIX + name, direction)
+    return {c: d for c, d in out.items() if c in frame.columns}
+
+
+def _objective_names(objectives: list[str], directions: list[str]) -> list[str]:
+    """The study's objective names where they match its directions, else 'objective 0', 'objective 1', ..."""
+    if not directions or len(objectives) == len(directions):
+        return list(objectives)
+    return [f"objective {i}" for i in range(len(directions))]
 
 
 def knob_names(frame: pd.DataFrame) -> list[str]:

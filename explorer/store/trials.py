@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from explorer.store import _optuna
 from explorer.store import attrs as A
 from explorer.store.journal import StorageError
 from explorer.util import number
@@ -86,6 +87,8 @@ class StudyRecord:
     frozen_trials: list  # optuna FrozenTrials, as read (explorer.store.table builds its columns from them)
     calibrations: dict[int, dict[str, Any]] = field(default_factory=dict)
     fidelity: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # recipe -> trial -> result
+    directions: list[str] = field(default_factory=list)  # 'maximize' / 'minimize', one per objective
+    explorer: bool = True  # written by explorer (its `config` attr), not a plain Optuna study
 
     @cached_property
     def trials(self) -> list[TrialRecord]:
@@ -141,9 +144,38 @@ def read_study(storage, name: str, *, url: str = "",
     study_id = find_study(storage, name)
     attrs = storage.get_study_user_attrs(study_id)
     config = attrs.get(A.CONFIG) if isinstance(attrs.get(A.CONFIG), dict) else {}
-    objectives = list(attrs.get(A.OBJECTIVES) or default_objectives)
-    return StudyRecord(name, url, dict(config), objectives, storage.get_all_trials(study_id, deepcopy=False),
-                       calibrations(attrs), fidelity_results(attrs))
+    directions = [d.name.lower() for d in storage.get_study_directions(study_id)]
+    explorer = A.CONFIG in attrs or A.OBJECTIVES in attrs
+    objectives = list(attrs.get(A.OBJECTIVES) or metric_names(storage, name)
+                      or (default_objectives if explorer else [f"objective {i}" for i in range(len(directions))]))
+    return StudyRecord(name, url, dict(config), objectives, all_trials(storage, study_id), calibrations(attrs),
+                       fidelity=fidelity_results(attrs), directions=directions, explorer=explorer)
+
+
+def metric_names(storage, name: str) -> list[str]:
+    """Optuna's own names for a study's objectives (`Study.set_metric_names`), or []."""
+    import optuna
+
+    return list(optuna.load_study(study_name=name, storage=storage).metric_names or [])
+
+
+def all_trials(storage, study_id: int) -> list:
+    """A study's FrozenTrials: bulk SELECTs on a database (explorer.store._optuna.rdb_trials), else
+    Optuna's get_all_trials (a journal replays only the lines added since its last read)."""
+    fast = _optuna.rdb_trials(storage, study_id)
+    return fast if fast is not None else storage.get_all_trials(study_id, deepcopy=False)
+
+
+def study_fingerprint(storage, name: str) -> tuple:
+    """A cheap value that changes when a study gains trials, a trial finishes or a study attr is added
+    (a page's cache key): one SQL query on a database, the replayed trials of a journal."""
+    study_id = find_study(storage, name)
+    fast = _optuna.rdb_fingerprint(storage, study_id)
+    if fast is not None:
+        return fast
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    return (len(trials), sum(t.datetime_complete is not None for t in trials),
+            len(storage.get_study_user_attrs(study_id)))
 
 
 def stored_config(storage, name: str) -> dict[str, Any] | None:
@@ -152,13 +184,19 @@ def stored_config(storage, name: str) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def _n_trials(storage, name: str, counts: dict[int, int] | None) -> int:
+    study_id = find_study(storage, name)
+    return counts.get(study_id, 0) if counts is not None else storage.get_n_trials(study_id)
+
+
 def list_studies(storage) -> list[dict[str, Any]]:
     """One row per study (creation order): name, objectives, directions, n_trials, description."""
     rows = []
+    counts = _optuna.rdb_trial_counts(storage)  # one query; Optuna's get_n_trials loads every trial
     for s in storage.get_all_studies():
         config = s.user_attrs.get(A.CONFIG) if isinstance(s.user_attrs.get(A.CONFIG), dict) else {}
         rows.append({"name": s.study_name, "objectives": list(s.user_attrs.get(A.OBJECTIVES) or []),
                      "directions": [d.name.lower() for d in s.directions],
-                     "n_trials": storage.get_n_trials(find_study(storage, s.study_name)),
+                     "n_trials": _n_trials(storage, s.study_name, counts),
                      "description": config.get("description", "")})
     return rows
