@@ -91,12 +91,11 @@ def test_networks_over_an_analytic_budget_are_never_timed(tmp_path, timed):
 
 def test_a_duplicate_keeps_the_accuracy_and_its_own_latency(tmp_path, timed):
     space = {**config().to_dict()["space"], "base_e": 16, "sr": {"choices": [0.25, 0.26]}}
-    # both sr choices build the same network: a grid now counts networks, not points, so a random
-    # sampler proposes the duplicate (which does not count toward n_trials: the run stops when the
-    # space is exhausted)
-    cfg = config(**{**LATENCY, "sampler": {"name": "random"}}, space=space, n_trials=2)
+    # one network under two spellings: trained once; the later proposals are duplicates (they
+    # take no place of n_trials, so a random sampler proposes until the space looks exhausted)
+    cfg = config(**{**LATENCY, "sampler": {"name": "random", "seed": 0}}, space=space, n_trials=2)
     run(cfg, str(tmp_path / "s.journal"), FakeTrainer())
-    first, second = trials(str(tmp_path / "s.journal"))[:2]
+    first, second, *_ = trials(str(tmp_path / "s.journal"))
     assert second.user_attrs["duplicate_of"] == first.number
     assert second.values == [first.values[0], second.user_attrs["latency_ms"]]
 
