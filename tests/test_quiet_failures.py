@@ -85,7 +85,8 @@ def test_an_invalid_spec_trial_is_one_fail_line(tmp_path):
     finally:
         logging.getLogger("optuna").removeHandler(seen)
     failed = [t for t in _trials(str(tmp_path / "s.journal")) if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and failed[0].params == {"n_fire": 2, "pools": "1,3"}, failed
+    # the queued pair fails; the sampler may propose it again (invalid trials take no place of n_trials)
+    assert failed and all(t.params == {"n_fire": 2, "pools": "1,3"} for t in failed), failed
     lines = [ln for ln in out.getvalue().splitlines() if " FAIL " in ln]
     assert len(lines) == len(failed) and all("invalid spec: pools" in ln for ln in lines), out.getvalue()
     warned = [r.getMessage() for r in seen.records if r.levelno >= logging.WARNING]
