@@ -1,8 +1,17 @@
-"""Shared fixtures: the CIFAR-10 JPEG archive beside the repository (skipped when absent)."""
+"""Shared fixtures: the CIFAR-10 JPEG archive beside the repository (skipped when absent).
+
+The tests run on one torch thread, as trials do (`trainer.threads`, default 1): tests that
+call the trainer directly would otherwise take torch's default of one thread per core, which
+on a busy 2-core machine trains several times slower (see docs/studies.md, "Threads").
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (children inherit it)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
