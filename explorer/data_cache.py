@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from explorer.errors import UserError
+from explorer.util import pid_alive
 
 VERSION = 2  # bump when the decoded format changes: entries then live in a new folder
 ENV_MAX_MB = "EXPLORER_CACHE_MAX_MB"
@@ -272,19 +273,8 @@ def _stale(path: Path) -> bool:
         return True
     parts = path.name.split(_SEP)
     if len(parts) == 4 and parts[1] == _host() and parts[2].isdigit():
-        return not _alive(int(parts[2]))
+        return not pid_alive(int(parts[2]))
     return False  # another machine's (or version 1's) file, still young: leave it
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 def _unlink(path: Path) -> tuple[Path, int] | None:

@@ -115,7 +115,7 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
             continue
         try:
             old = time.time() - tmp.stat().st_mtime > STALE_TMP_S
-            if old or (m.group("pid") and not _alive(int(m.group("pid")))):
+            if old or (m.group("pid") and not pid_alive(int(m.group("pid")))):
                 tmp.unlink()
                 removed.append(tmp)
         except OSError:
@@ -123,7 +123,7 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether a process with this id runs on this machine."""
     try:
         os.kill(pid, 0)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from explorer.store import _optuna
 from explorer.store import attrs as A
+from explorer.util import pid_alive
 
 
 def proc_start(pid: int) -> str | None:
@@ -51,12 +52,9 @@ class Worker:
 
 
 def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """The process `pid` still runs and (where /proc tells) is the one that started at `start`."""
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     if start is not None and os.path.exists("/proc"):
         return proc_start(pid) == start
     return True
