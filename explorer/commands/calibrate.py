@@ -7,6 +7,8 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from explorer.commands import SELECTOR_HELP
+
     """Add the `calibrate` subcommand."""
     p = sub.add_parser("calibrate", help="measure seed noise: retrain an exported config K times",
                        description="Retrain the config K times with the study's short-trial recipe "
@@ -18,10 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "into FILE.")
     p.add_argument("file", help="an export file written by `explorer export`; with --trial, a study file "
                                 "or study name (the result then goes into the study only)")
-    p.add_argument("--trial", metavar="SEL",
-                   help="calibrate a trial of the study FILE names: best (its most accurate front trial), "
-                        "smallest (the smallest front trial within seed noise of the best; needs a "
-                        "calibration) or a trial number N")
+    p.add_argument("--trial", metavar="SEL", help=f"calibrate a trial of the study FILE names: {SELECTOR_HELP}")
     p.add_argument("--seeds", type=int, required=True, metavar="K", help="number of runs (>= 2)")
     p.add_argument("--seed", type=int, help="first seed (default: the study's trainer seed)")
     p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "

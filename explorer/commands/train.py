@@ -16,6 +16,8 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from explorer.commands import SELECTOR_HELP
+
     """Add the `train` subcommand."""
     p = sub.add_parser("train", help="train an exported config longer; test accuracy, checkpoint, model card",
                        description="Train the network of an export (or spec) file with the study's "
@@ -24,10 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "--trial, also the trial's export file).")
     p.add_argument("file", help="an export file (explorer export) or a spec file; with --trial, a study "
                                 "file or study name")
-    p.add_argument("--trial", metavar="SEL",
-                   help="train a trial of the study FILE names: best (its most accurate front trial), "
-                        "smallest (the smallest front trial within seed noise of the best; needs a "
-                        "calibration) or a trial number N")
+    p.add_argument("--trial", metavar="SEL", help=f"train a trial of the study FILE names: {SELECTOR_HELP}")
     p.add_argument("--storage", help="with --trial: the study's storage URL (default: the study file's, "
                                      "else runs/<name>.journal)")
     p.add_argument("--epochs", type=int, required=True, help="epochs to train")
