@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import types
 
 import optuna
 import pytest
@@ -16,14 +15,11 @@ from explorer.config import StudyConfig
 from explorer.study import run_study
 from explorer.train import TrainResult
 
-DATA = types.SimpleNamespace(num_classes=10)
-BASE = {
-    "name": "t", "data": {"per_class": 20, "val_per_class": 10, "resolution": 16},
-    "trainer": {"epochs": 1, "batch_size": 32, "seed": 0},
-    "space": {"stem": "cifar", "stem_width": 16, "batchnorm": True, "n_fire": 4, "pools": [1, 3], "incr_e": 0,
-              "base_e": {"choices": [16, 32, 64]}, "sr": {"choices": [0.25, 0.5]}},
-    "objectives": ["val_acc", "params"], "sampler": {"name": "random", "seed": 0}, "n_trials": 2,
-}
+import test_study
+from test_study import DATA
+
+# test_study's study, with one epoch and two trials
+BASE = {**test_study.BASE, "trainer": {**test_study.BASE["trainer"], "epochs": 1}, "n_trials": 2}
 
 
 class Recorder:
