@@ -119,7 +119,8 @@ def run_jobs(study, config: StudyConfig, *, url: str, jobs: int, device: str, n_
     started = time.perf_counter()
 
     def report() -> None:
-        for t in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)  # one read per poll: the lines and the bar
+        for t in trials:
             if t.number in seen or not t.state.is_finished():
                 continue
             seen.add(t.number)
@@ -130,7 +131,7 @@ def run_jobs(study, config: StudyConfig, *, url: str, jobs: int, device: str, n_
             summary.trained += int(t.state.name in ("COMPLETE", "PRUNED") and not a.get(A.INFEASIBLE)
                                    and a.get(A.DUPLICATE_OF) is None)
             tqdm.write(format_outcome(outcome(t)), file=out)
-        bar.n = store.claim_counts(study)[0]
+        bar.n = store.trial_counts(trials)[0]
         bar.refresh()
 
     try:

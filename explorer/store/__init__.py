@@ -27,6 +27,7 @@ from explorer.store.claim import (
     interrupted,
     stop_waiting,
     study_lock,
+    trial_counts,
     tune_heartbeat,
     work,
 )
@@ -78,8 +79,8 @@ __all__ = [
     "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",
     "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut", "resolve_target",
     "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind",
-    "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names", "study_storage", "trial_id",
-    "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
+    "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names", "study_storage", "trial_counts",
+    "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]
 
 

@@ -80,9 +80,13 @@ def claim_counts(study) -> tuple[int, int]:
     outside the lock): read "done" first and "running" second, and that trial is counted in
     neither, so one trial too many starts (seen on PostgreSQL with three workers).
     """
+    return trial_counts(study.get_trials(deepcopy=False))
+
+
+def trial_counts(trials) -> tuple[int, int]:
+    """(done, RUNNING) among `trials`, counted as `claim_counts` counts them."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
     replaced = cut_retried(trials)  # a cut trial's retry (queued, running or done) takes its place
     done = running = 0
     for t in trials:
