@@ -2,7 +2,7 @@
 
 Each measurement is a fresh process training one quickstart-sized network (base_e 32,
 6 Fire modules, 16 px, batch 32; the quickstart's data settings, fewer images) for one
-epoch, timed around `explorer.train.train`:
+epoch, timed around `explorer.training.train.train`:
   ours:    one intra-op thread (`trainer.threads: 1`) and OMP_WAIT_POLICY=PASSIVE, as
            `explorer run` sets them;
   default: what a bare torch process does: one thread per core, OMP_WAIT_POLICY unset.
@@ -34,8 +34,8 @@ def child(mode: str, source: str, per_class: int, epochs: int) -> dict:
     import torch
 
     from explorer import SqueezeSpec, build_model
-    from explorer.data import load_data
-    from explorer.train import train
+    from explorer.training.data import load_data
+    from explorer.training.train import train
 
     data = load_data(source, per_class=per_class, val_per_class=50, resolution=16, seed=0)
     spec = SqueezeSpec(base_e=32, incr_e=0, n_fire=6, stem="cifar", stem_width=32, pools=(2, 4),

@@ -14,8 +14,8 @@ import statistics
 import time
 
 from explorer import SqueezeSpec, build_model, estimate_cost
-from explorer.cost import fvcore_cost
-from explorer.errors import SpecError
+from explorer.core.errors import SpecError
+from explorer.design.cost import fvcore_cost
 
 
 def grid():

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from explorer.pareto import pareto_front  # noqa: E402
+from explorer.results.pareto import pareto_front  # noqa: E402
 
 import _studyfactory as factory  # noqa: E402
 

@@ -6,8 +6,8 @@ head_bn=False, head_relu=True), "after" is the generated spaces' (BatchNorm -> d
 conv10 -> average pool; head_bn=True, head_relu=False). Same initial weights for the
 shared layers, same batches.
 
-The networks are the spaces' own points, built by explorer.config.load_config +
-explorer.space.Space at the recipe's resolution:
+The networks are the spaces' own points, built by explorer.study.config.load_config +
+explorer.study.space.Space at the recipe's resolution:
 - quickstart: --pairs random draws of studies/quickstart.yaml's space, each trained with
   bypass none and bypass simple (the space's two choices);
 - sweeps: every distinct grid point of sweep_sr, sweep_pct3x3, sweep_pools and
@@ -50,14 +50,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.config import load_config  # noqa: E402
-from explorer.cost import estimate_cost  # noqa: E402
-from explorer.data import load_data  # noqa: E402
-from explorer.errors import SpecError  # noqa: E402
-from explorer.model import seeded_model  # noqa: E402
-from explorer.space import Space  # noqa: E402
-from explorer.spec import SqueezeSpec, spec_id  # noqa: E402
-from explorer.train import train  # noqa: E402
+from explorer.core.errors import SpecError  # noqa: E402
+from explorer.design.cost import estimate_cost  # noqa: E402
+from explorer.design.model import seeded_model  # noqa: E402
+from explorer.design.spec import SqueezeSpec, spec_id  # noqa: E402
+from explorer.study.config import load_config  # noqa: E402
+from explorer.study.space import Space  # noqa: E402
+from explorer.training.data import load_data  # noqa: E402
+from explorer.training.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
@@ -204,7 +204,7 @@ def diagnose(args) -> None:
     """Quickstart trial #0's network: why torchvision's head dies, measured."""
     import torch.nn.functional as F
 
-    from explorer.train import _Normalise
+    from explorer.training.train import _Normalise
 
     torch.set_num_threads(1)
     data = load_data(args.data, per_class=args.per_class, val_per_class=VAL_PER_CLASS,

@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.config import EarlyStopConfig, load_config  # noqa: E402
-from explorer.datasource import default_archive  # noqa: E402
-from explorer.pareto import hypervolume  # noqa: E402
+from explorer.results.pareto import hypervolume  # noqa: E402
 from explorer.store import open_storage, read_trials  # noqa: E402
-from explorer.study import load_data_for, open_study, run_trials  # noqa: E402
+from explorer.study.config import EarlyStopConfig, load_config  # noqa: E402
+from explorer.study.loop import load_data_for, open_study, run_trials  # noqa: E402
+from explorer.training.datasource import default_archive  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """How well do the quickstart's short trials rank its networks? `explorer fidelity`'s figures, as a benchmark.
 
-Issue 14, items 2 and 3. Runs `explorer fidelity` (explorer.fidelity) on a study already
+Issue 14, items 2 and 3. Runs `explorer fidelity` (explorer.results.fidelity) on a study already
 run, by default the quickstart in runs/qs.journal:
 
     python3 -m explorer run studies/quickstart.yaml --storage runs/qs.journal
@@ -35,8 +35,8 @@ def main() -> int:
     """Measure what is missing, then print the figures; the last line is JSON."""
     import torch
 
-    from explorer import fidelity as fd
-    from explorer.cli import main as cli
+    from explorer.commands import main as cli
+    from explorer.results import fidelity as fd
     from explorer.store import open_storage, read_study
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

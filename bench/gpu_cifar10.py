@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_throughput  # noqa: E402  (the sibling benchmark)
 
 from explorer import build_model, preset  # noqa: E402
-from explorer.data import load_data  # noqa: E402
-from explorer.train import evaluate, train  # noqa: E402
+from explorer.training.data import load_data  # noqa: E402
+from explorer.training.train import evaluate, train  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -9,7 +9,7 @@ interleaved over repeats; trials per hour = N / median wall time. Key `jobs_spee
 (auto over 1; goal >= 1.6 on 2 cores); `identical_accuracy`: every trial number has the
 same val_acc in both runs (each trial's point comes from its own sampler seed, its
 training from the study's seed and thread count). On a GPU machine `--device cuda` measures k
-processes per GPU the same way (`auto`'s per-GPU rule, explorer.jobs). The load average
+processes per GPU the same way (`auto`'s per-GPU rule, explorer.study.jobs). The load average
 is printed with the figures. The last line of stdout is one JSON object.
 """
 
@@ -34,7 +34,7 @@ LINE = re.compile(r"^#(\d+)\s+\w+\s+val_acc\s+(\S+)", re.M)
 
 def unguarded(study: str, folder: Path) -> Path:
     """A copy of the study file without its time guard (JSON is YAML)."""
-    from explorer.config import load_config
+    from explorer.study.config import load_config
 
     d = load_config(REPO / study).to_dict()
     d["trainer"]["time_budget_s"] = None
@@ -71,8 +71,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
-    from explorer.config import load_config
-    from explorer.data import load_data
+    from explorer.study.config import load_config
+    from explorer.training.data import load_data
 
     d = load_config(REPO / a.study).data  # warm the decoded-image cache before timing
     load_data(a.data, per_class=d.per_class, val_per_class=d.val_per_class, resolution=d.resolution, seed=d.seed)

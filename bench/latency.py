@@ -1,6 +1,6 @@
 """Latency measurement: spread over repeats of one network, rank agreement of two passes over 20 networks.
 
-(a) ours: explorer.latency.measure inside explorer.quiet.measuring (eval + inference mode,
+(a) ours: explorer.latency.measure.measure inside explorer.latency.quiet.measuring (eval + inference mode,
     warm-up, a fixed thread count, channels-last, timed runs until the 95% CI of the median
     is within 2% of it, the median);
 (b) naive, the baseline, measured in the same run and alternated with (a): the mean of 10
@@ -34,10 +34,10 @@ import pandas as pd
 import torch
 
 from explorer import build_model, estimate_cost, preset
-from explorer.config import load_config
-from explorer.latency import LatencyConfig, measure, setting_for
-from explorer.quiet import measuring
-from explorer.space import Space
+from explorer.latency.measure import LatencyConfig, measure, setting_for
+from explorer.latency.quiet import measuring
+from explorer.study.config import load_config
+from explorer.study.space import Space
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explorer.config import load_config  # noqa: E402
-from explorer.study import run_study  # noqa: E402
-from explorer.train import TrainResult  # noqa: E402
+from explorer.study.config import load_config  # noqa: E402
+from explorer.study.loop import run_study  # noqa: E402
+from explorer.training.train import TrainResult  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = types.SimpleNamespace(num_classes=10)
@@ -66,7 +66,7 @@ def _config(n: int, fvcore: bool = False):
 
 def overhead(url: str, n: int) -> dict:
     """Mean ms per trial outside the trainer, overall and over the last 100 trials."""
-    import explorer.model as model_mod
+    import explorer.design.model as model_mod
 
     trainer, build = NoopTrainer(), model_mod.build_model
     built = [0.0]
@@ -107,15 +107,15 @@ def fvcore_ms(n: int = 20) -> float:
     """Mean ms to build a quickstart-sized network and count it with fvcore."""
     import random
 
-    from explorer.cost import fvcore_cost
-    from explorer.model import build_model
-    from explorer.space import Space
+    from explorer.design.cost import fvcore_cost
+    from explorer.design.model import build_model
+    from explorer.study.space import Space
 
     config = load_config(REPO / "studies/quickstart.yaml")
     space, rng = Space.from_config(config), random.Random(0)
     specs = [space.spec(space.sample(rng)) for _ in range(n)]
-    from explorer.cost import estimate_cost
-    from explorer.objective import check_fvcore
+    from explorer.design.cost import estimate_cost
+    from explorer.study.objective import check_fvcore
 
     fvcore_cost(build_model(specs[0]), specs[0].input_size)  # warm-up (jit tracing imports)
     t = time.perf_counter()
@@ -126,7 +126,7 @@ def fvcore_ms(n: int = 20) -> float:
 
 def _worker(url: str, n: int, q) -> None:
     try:
-        from explorer.study import open_study
+        from explorer.study.loop import open_study
 
         c = dataclasses.replace(_config(0), name="shared", n_trials=100_000)
         _run_n(open_study(c, url), c, n)
@@ -136,7 +136,7 @@ def _worker(url: str, n: int, q) -> None:
 
 
 def _run_n(study, config, n: int) -> None:
-    from explorer.objective import TrialRunner
+    from explorer.study.objective import TrialRunner
 
     runner = TrialRunner(study, config, data=DATA, device="cpu", trainer=NoopTrainer(), num_classes=10)
     study.optimize(runner, n_trials=n)
@@ -144,7 +144,7 @@ def _run_n(study, config, n: int) -> None:
 
 def concurrent(url: str, procs: int, n: int) -> dict:
     """`procs` processes each run `n` trials of one study at once; errors and wall time."""
-    from explorer.study import open_study
+    from explorer.study.loop import open_study
 
     open_study(dataclasses.replace(_config(0), name="shared", n_trials=100_000), url)  # create first
     ctx = mp.get_context("spawn")

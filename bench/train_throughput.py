@@ -1,6 +1,6 @@
 """Trainer throughput, side by side: ours vs the model's own limit vs a naive DataLoader loop.
 
-(a) ours: explorer.train.train, images/s over whole epochs (evaluation excluded);
+(a) ours: explorer.training.train.train, images/s over whole epochs (evaluation excluded);
 (b) limit: forward + backward + SGD step on normalised batches already in memory;
 (c) naive: torchvision-style DataLoader over PIL images with per-sample
     RandomCrop + RandomHorizontalFlip + ToTensor + Normalize.
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from explorer import SqueezeSpec, build_model, preset
-from explorer.data import load_data
-from explorer.train import train
+from explorer.training.data import load_data
+from explorer.training.train import train
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
 

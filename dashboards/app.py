@@ -2,7 +2,7 @@
 
 Run with `explorer dashboard --storage PATH.journal` (or `streamlit run dashboards/app.py
 -- --storage URL`; the EXPLORER_STORAGE variable also works). Computation lives in
-explorer.pareto, dashboards.figures and dashboards.exports; this file only draws.
+explorer.results.pareto, dashboards.figures and dashboards.exports; this file only draws.
 Storage access is read-only (see dashboards.loading).
 """
 
@@ -24,9 +24,9 @@ from dashboards import exports, figures
 from dashboards import fidelity as fidelity_view
 from dashboards import landscape as landscape_view
 from dashboards import loading as ld
-from explorer import pareto
-from explorer.budgets import STUDY_BUDGETS
-from explorer.errors import UserError
+from explorer.core.errors import UserError
+from explorer.design.budgets import STUDY_BUDGETS
+from explorer.results import pareto
 from explorer.store.table import comparable, latency_settings
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
@@ -439,8 +439,8 @@ def layer_table(spec: dict) -> None:
         st.info("This trial stored no spec.")
         return
     try:
-        from explorer.cost import estimate_cost
-        from explorer.spec import SqueezeSpec
+        from explorer.design.cost import estimate_cost
+        from explorer.design.spec import SqueezeSpec
 
         cost = estimate_cost(SqueezeSpec.from_dict(spec))
     except Exception as exc:  # an old or foreign spec must not break the page
@@ -514,7 +514,7 @@ def export_tab(frame, roles, knobs, view, url) -> None:
     which = "selected" if len(picked) else "front"
     rows = picked if len(picked) else front
     st.markdown(f"**Config files** for the {len(rows)} {which} trial(s) "
-                "(YAML specs with provenance; `explorer.spec.load_spec` reads each)")
+                "(YAML specs with provenance; `explorer.design.spec.load_spec` reads each)")
     if len(rows):
         skipped: list[str] = []
         data = exports.configs_zip(rows, url, skipped)

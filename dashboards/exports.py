@@ -1,4 +1,4 @@
-"""Trials -> downloadable files: config files (`explorer.spec.load_spec` reads them), CSV, zip."""
+"""Trials -> downloadable files: config files (`explorer.design.spec.load_spec` reads them), CSV, zip."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from explorer import util
-from explorer.exportfile import file_name, trial_doc
+from explorer.core import util
+from explorer.results.exportfile import file_name, trial_doc
 from explorer.store import absolute_url, mask_url
 
 # Row columns that are the trial's stored user attrs under the same name.
@@ -22,12 +22,12 @@ TABLE_COLUMNS = ("study", "number", "val_acc", "best_val_acc", "params", "macs",
 
 
 def plain(value: Any) -> Any:
-    """A YAML/JSON-safe Python value (explorer.util.plain), the table's '' for missing text as None."""
+    """A YAML/JSON-safe Python value (explorer.core.util.plain), the table's '' for missing text as None."""
     return None if isinstance(value, str) and value == "" else util.plain(value)
 
 
 def trial_config(row: pd.Series | dict[str, Any], storage_url: str) -> dict[str, Any]:
-    """One stored trial in the export format of `explorer export` (explorer.exportfile.trial_doc).
+    """One stored trial in the export format of `explorer export` (explorer.results.exportfile.trial_doc).
 
     `load_spec`, `explorer describe`, `explorer calibrate` and `explorer train` read it; its
     provenance carries the study's trainer and data settings, so training it again starts
@@ -75,7 +75,7 @@ def configs_zip(rows: pd.DataFrame, storage_url: str, skipped: list[str] | None 
     A trial whose stored spec no longer parses (an older or foreign spec) is left out; when
     `skipped` is given, 'study #N: why' is appended to it for each one left out.
     """
-    from explorer.errors import UserError
+    from explorer.core.errors import UserError
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -3,7 +3,7 @@
 It shows what `explorer fidelity` stored with the study (user attrs `fidelity/<recipe>/<N>`):
 short against long accuracy per measured trial, the rank correlations with their bootstrap
 intervals, front agreement and a plain-language verdict. The figures are
-explorer.fidelity.report's (tested there); `scatter_data` and `scatter_figure` are pure;
+explorer.results.fidelity.report's (tested there); `scatter_data` and `scatter_figure` are pure;
 `show` only draws.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from explorer import fidelity as fd
+from explorer.results import fidelity as fd
 from explorer.store import read_study
 
 SIGNAL_NAMES = {"val_acc": "short val_acc", "train_loss_sum": "training-loss sum (Ru et al. 2021)"}

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorer import pareto
+from explorer.core.util import si
+from explorer.results import pareto
 from explorer.store.table import OBJECTIVE_PREFIX
-from explorer.util import si
 
 SIZE_AXES = {
     "params": "parameters",

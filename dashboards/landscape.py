@@ -2,7 +2,7 @@
 
 It needs only the config stored with the study, so it shows what the space holds before any
 trial has run; once trials exist they are overlaid, which shows where the search has looked
-and where it has not. The numbers are explorer.landscape's (tested there); `scatter_data`,
+and where it has not. The numbers are explorer.study.landscape's (tested there); `scatter_data`,
 `scatter_figure` and `coverage_figure` are pure; `show` only draws.
 """
 
@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import landscape as ls
-from explorer.config import StudyConfig
+from explorer.core.util import si
 from explorer.store import stored_config
-from explorer.util import si
+from explorer.study import landscape as ls
+from explorer.study.config import StudyConfig
 
 SAMPLES = 5_000  # networks drawn from a space too large to cost whole: about 0.3 s, then cached
 AXES = {"params": "parameters", "macs": "MACs (multiply-adds per image)", "size_mb": "model size (MB, fp32)"}

@@ -5,10 +5,10 @@ Public API (later modules build on these names): `SqueezeSpec`, `preset`, `build
 `build_model` is first used, so spec and cost work stay light.
 """
 
-from explorer.cost import Cost, estimate_cost
-from explorer.errors import SpecError, UserError
-from explorer.presets import PRESETS, preset
-from explorer.spec import SqueezeSpec, expand, load_spec, spec_id
+from explorer.core.errors import SpecError, UserError
+from explorer.design.cost import Cost, estimate_cost
+from explorer.design.presets import PRESETS, preset
+from explorer.design.spec import SqueezeSpec, expand, load_spec, spec_id
 
 __version__ = "0.1.0"
 __all__ = ["Cost", "PRESETS", "SpecError", "SqueezeSpec", "UserError", "build_model",
@@ -16,7 +16,7 @@ __all__ = ["Cost", "PRESETS", "SpecError", "SqueezeSpec", "UserError", "build_mo
 
 
 def build_model(spec):
-    """The torch.nn.Module for `spec` (see explorer.model.build_model)."""
-    from explorer.model import build_model as _build
+    """The torch.nn.Module for `spec` (see explorer.design.model.build_model)."""
+    from explorer.design.model import build_model as _build
 
     return _build(spec)

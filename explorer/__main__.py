@@ -1,5 +1,5 @@
 """`python -m explorer` is the `explorer` command."""
 
-from explorer.cli import main
+from explorer.commands import main
 
 raise SystemExit(main())

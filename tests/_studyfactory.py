@@ -65,8 +65,8 @@ def spec_dict(sr: float, pct_3x3: float, base_e: int, pools: str, bypass: str) -
 @lru_cache(maxsize=None)
 def costs(sr: float, pct_3x3: float, base_e: int, pools: str, bypass: str) -> dict[str, float]:
     """params / MACs / activations / sizes from the project's analytic cost model."""
-    from explorer.cost import estimate_cost
-    from explorer.spec import SqueezeSpec
+    from explorer.design.cost import estimate_cost
+    from explorer.design.spec import SqueezeSpec
 
     c = estimate_cost(SqueezeSpec.from_dict(spec_dict(sr, pct_3x3, base_e, pools, bypass)))
     return {"params": c.params, "macs": c.macs, "activations": c.activations,

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from explorer.cli import main
+from explorer.commands import main
 
 
 def test_describe_preset_prints_table_with_units(capsys):

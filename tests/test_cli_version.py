@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 import explorer
-from explorer.cli import main
+from explorer.commands import main
 
 
 def test_version_prints_one_line_with_the_packages_own_versions(capsys):

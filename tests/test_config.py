@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explorer.cli import main
-from explorer.config import StudyConfig, load_config
-from explorer.errors import UserError
-from explorer.study import check_space
+from explorer.commands import main
+from explorer.core.errors import UserError
+from explorer.study.config import StudyConfig, load_config
+from explorer.study.loop import check_space
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
 SHIPPED = {"quickstart", "sweep_sr", "sweep_pct3x3", "sweep_pools", "sweep_bypass", "full_nsga2",
@@ -52,7 +52,7 @@ PAPER_SWEEPS = {
 
 @pytest.mark.parametrize("cpu", sorted(PAPER_SWEEPS))
 def test_paper_sweeps_cpu_versions_grid_one_knob_on_one_network_and_gpu_versions_say_so(cpu):
-    from explorer.space import Space
+    from explorer.study.space import Space
 
     root = Path(__file__).resolve().parents[1] / "studies"
     gpu, knob, values = PAPER_SWEEPS[cpu]
@@ -302,7 +302,7 @@ def test_good_budgets_are_exact(tmp_path, budget, expected):
 
 
 def test_command_line_n_trials_stands_in_for_a_missing_one(tmp_path):
-    from explorer.config import load_config
+    from explorer.study.config import load_config
 
     text = (Path(__file__).resolve().parents[1] / "studies/quickstart.yaml").read_text().replace("n_trials: 16", "")
     path = tmp_path / "no_n.yaml"
@@ -315,7 +315,7 @@ def test_command_line_n_trials_stands_in_for_a_missing_one(tmp_path):
 
 @pytest.mark.parametrize("section", ["trainer", "data", "sampler"])
 def test_seeds_must_be_what_torch_numpy_and_optuna_accept(tmp_path, section):
-    from explorer.config import load_config
+    from explorer.study.config import load_config
 
     text = (Path(__file__).resolve().parents[1] / "studies/quickstart.yaml").read_text()
     path = tmp_path / "s.yaml"

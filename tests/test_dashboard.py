@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # dashboards/ is not an install
 
 from dashboards import exports, figures  # noqa: E402
 from dashboards import loading as ld  # noqa: E402
-from explorer import pareto  # noqa: E402
-from explorer.spec import SqueezeSpec, load_spec  # noqa: E402
+from explorer.design.spec import SqueezeSpec, load_spec  # noqa: E402
+from explorer.results import pareto  # noqa: E402
 
 import _studyfactory as factory  # noqa: E402
 
@@ -428,8 +428,7 @@ def test_app_without_a_storage(monkeypatch):
 # --- the command ----------------------------------------------------------------------
 
 def test_dashboard_command_masks_and_binds_loopback(monkeypatch, capsys, tmp_path):
-    from explorer.cli import main
-    from explorer.commands import dashboard
+    from explorer.commands import dashboard, main
 
     calls = []
     monkeypatch.setattr(dashboard, "serve", lambda cmd, env: calls.append((cmd, env)) or 0)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import data as D
-from explorer.errors import UserError
+from explorer.core.errors import UserError
+from explorer.training import data as D
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
 CLASSES = ("cat", "dog", "emu")  # sorted: labels 0, 1, 2

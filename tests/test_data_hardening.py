@@ -22,9 +22,9 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer import data as D
-from explorer import data_cache as C
-from explorer.errors import UserError
+from explorer.core.errors import UserError
+from explorer.training import data as D
+from explorer.training import data_cache as C
 
 CLASSES = ("cat", "dog")
 N_TRAIN, N_TEST = 4, 2  # per class
@@ -120,7 +120,7 @@ def test_a_damaged_png_is_an_error_not_a_crash(tmp_path):
     at = raw.index(b"IDAT") + 40
     raw[at:at + 8] = bytes(b ^ 0x5A for b in raw[at:at + 8])
     png.write_bytes(bytes(raw))
-    code = f"from explorer.data import load_data; load_data({str(tree)!r}, val_per_class=1)"
+    code = f"from explorer.training.data import load_data; load_data({str(tree)!r}, val_per_class=1)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "UserError" in proc.stderr  # raised, not killed by a signal
     assert "train/cat/001.png" in proc.stderr.splitlines()[-1]
@@ -354,7 +354,7 @@ def dying_save(obj, f, *args, **kwargs):
     f.flush()
     os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 in the middle of the cache write
 torch.save = dying_save
-from explorer.data import load_data
+from explorer.training.data import load_data
 load_data(sys.argv[1], val_per_class=1)
 """
 

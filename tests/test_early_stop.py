@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.early_stop import Peer, SizeAwareRule, quantile
+from explorer.study.early_stop import Peer, SizeAwareRule, quantile
 
 
 def peers(size: float, accs_at_epoch1: list[float]) -> list[Peer]:

@@ -21,12 +21,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
-from explorer.budgets import parse_budget
-from explorer.cli import main
-from explorer.errors import SpecError
-from explorer.presets import preset
-from explorer.selection import noise_ties, pooled_std, within_noise
-from explorer.spec import SqueezeSpec, load_spec
+from explorer.commands import main
+from explorer.core.errors import SpecError
+from explorer.design.budgets import parse_budget
+from explorer.design.presets import preset
+from explorer.design.spec import SqueezeSpec, load_spec
+from explorer.results.selection import noise_ties, pooled_std, within_noise
 
 TRAINER = {"epochs": 1, "batch_size": 16, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
            "label_smoothing": 0.1, "time_budget_s": 60, "seed": 0}
@@ -172,7 +172,7 @@ def test_no_temporary_files_are_left(hand, tmp_path):
 
 
 def _model(spec):
-    from explorer.model import build_model
+    from explorer.design.model import build_model
 
     return build_model(spec)
 
@@ -220,7 +220,7 @@ def _random_specs(n: int, seed: int = 6) -> list[SqueezeSpec]:
 def test_random_specs_round_trip_params_macs_and_shapes(tmp_path):
     import logging
 
-    from explorer.cost import fvcore_cost
+    from explorer.design.cost import fvcore_cost
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     specs = _random_specs(6)
@@ -398,8 +398,8 @@ def test_dashboard_sees_calibration_and_exports_the_trainer_settings(tmp_path):
     # `explorer train` retrains with the settings the trial ran with (not the defaults).
     from dashboards import exports as dash_exports
     from dashboards import loading as dash_loading
-    from explorer.exportfile import read_export
-    from explorer.retrain import trainer_settings
+    from explorer.results.exportfile import read_export
+    from explorer.results.retrain import trainer_settings
 
     calib = {"calibration/3": {"acc_mean": 0.69, "acc_std": 0.01, "acc_seeds": [0.68, 0.70], "k": 2}}
     journal = make_study(tmp_path / "c.journal", "c", HAND, study_attrs=calib)

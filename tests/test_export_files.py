@@ -13,7 +13,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from explorer.spec import SqueezeSpec
+from explorer.design.spec import SqueezeSpec
 
 from test_export import CIFAR8, DATA, HAND, TRAINER, C, _export_file, _fails, attrs, export, make_study, numbers
 
@@ -30,7 +30,7 @@ def test_plain_turns_dates_and_odd_types_into_text():
     import numpy as np
     import torch
 
-    from explorer.util import plain as _plain
+    from explorer.core.util import plain as _plain
 
     utc = dt.timezone.utc
     got = _plain({"at": dt.datetime(2026, 11, 28, 6, 57, 29, tzinfo=utc), "day": dt.date(2026, 11, 28),
@@ -92,8 +92,8 @@ def test_hand_edited_identity_fields_are_checked(hand, tmp_path, capsys):
 
 
 def test_settings_within_range_still_load(hand, tmp_path):
-    from explorer.exportfile import read_export
-    from explorer.retrain import trainer_settings
+    from explorer.results.exportfile import read_export
+    from explorer.results.retrain import trainer_settings
 
     path = _export_file(hand, tmp_path)
     text = _edit_provenance(path.read_text(), "trainer", "time_budget_s", "null")
@@ -176,7 +176,7 @@ def test_export_writes_nothing_for_an_empty_budget(hand, tmp_path, capsys):
 def test_tied_with_best_does_not_depend_on_the_trial_order(hand, tmp_path):
     # #6 failed (a spec, no val_acc), #1 has 0.60, #3 0.70. With std 0.03 the band is
     # 2 * sqrt(2) * 0.03 = 0.085: #3 is the best and tied with itself only; #1 is 0.10 away.
-    from explorer.selection import assess, load_study
+    from explorer.results.selection import assess, load_study
 
     rec = load_study("hand", str(hand))
     by = {t.number: t for t in rec.trials}
@@ -194,9 +194,9 @@ def test_load_checkpoint_failures_are_one_line_user_errors(tmp_path):
 
     import torch
 
-    from explorer.errors import UserError
-    from explorer.model import seeded_model
-    from explorer.retrain import load_checkpoint, save_checkpoint
+    from explorer.core.errors import UserError
+    from explorer.design.model import seeded_model
+    from explorer.results.retrain import load_checkpoint, save_checkpoint
 
     good = tmp_path / "good.pt"
     save_checkpoint(good, CIFAR8, seeded_model(CIFAR8, 0), {"test_acc": 0.1}, {})
@@ -244,8 +244,8 @@ def test_calibrate_refuses_a_study_whose_trial_is_another_network(hand, tmp_path
 
 
 def test_store_calibration_refuses_a_foreign_trial_and_a_changed_recipe(hand, tmp_path):
-    from explorer.calibration import store_calibration
-    from explorer.exportfile import read_export
+    from explorer.results.calibration import store_calibration
+    from explorer.results.exportfile import read_export
 
     path = _export_file(hand, tmp_path)
     exp = read_export(path)
@@ -270,7 +270,7 @@ def test_store_calibration_refuses_a_foreign_trial_and_a_changed_recipe(hand, tm
 
 
 def test_calibrate_checks_the_folder_is_writable_before_training(hand, tmp_path, capsys, monkeypatch):
-    from explorer import util
+    from explorer.core import util
 
     def refuse(folder):
         raise PermissionError(13, "Permission denied")

@@ -15,9 +15,9 @@ import optuna
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explorer import fidelity as fd  # noqa: E402
-from explorer.cli import main  # noqa: E402
-from explorer.errors import UserError  # noqa: E402
+from explorer.commands import main  # noqa: E402
+from explorer.core.errors import UserError  # noqa: E402
+from explorer.results import fidelity as fd  # noqa: E402
 from explorer.store import open_storage, read_study  # noqa: E402
 
 import _studyfactory as factory  # noqa: E402
@@ -213,12 +213,12 @@ def test_verdict_says_too_few_and_poorly():
 # --- the command ----------------------------------------------------------------------------------------
 
 def test_cli_measures_reports_and_resumes(tmp_path, monkeypatch, capsys):
-    import explorer.train
+    import explorer.training.train
 
     path = tmp_path / "f.journal"
     make_study(str(path), "f", n=10)
     fake = FakeTrainer()
-    monkeypatch.setattr(explorer.train, "train", fake)
+    monkeypatch.setattr(explorer.training.train, "train", fake)
     assert main(["fidelity", "f", "--storage", str(path), "--sample", "4", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert fake.calls == 4 and rep["n"] == 4 and rep["recipe"] == "epochs8"

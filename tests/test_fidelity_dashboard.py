@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_fidelity import FakeTrainer, make_study  # noqa: E402
 
-from explorer import fidelity as fd  # noqa: E402
+from explorer.results import fidelity as fd  # noqa: E402
 from explorer.store import read_study  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.cli import main
+from explorer.commands import main
 
 NO_DATA = "/nonexistent/cifar10-jpeg.tar.gz"  # a command that got as far as the data fails there
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml"
@@ -52,8 +52,8 @@ def test_alias_bomb_is_one_line_within_a_second(tmp_path, capsys, command):
     else:
         path.write_text(f"base_e: {bomb}\n")
         args = ["describe", str(path)]
-    import explorer.retrain  # noqa: F401 - torch's import time is not the bomb's
-    import explorer.study  # noqa: F401
+    import explorer.results.retrain  # noqa: F401 - torch's import time is not the bomb's
+    import explorer.study.loop  # noqa: F401
 
     start = time.perf_counter()
     _fails(capsys, args, str(path), "alias", "line ")
@@ -101,7 +101,7 @@ def test_line_numbers_survive_the_fast_loader(tmp_path, capsys):
     """libyaml's loader must still name the line of a bad key and of a syntax error."""
     import yaml
 
-    from explorer import yamlio
+    from explorer.core import yamlio
 
     assert issubclass(yamlio.LineLoader, yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
     path = tmp_path / "s.yaml"
@@ -164,9 +164,11 @@ def test_status_with_an_unencoded_password_prints_none_of_it(capsys, url):
 
 def test_export_and_model_card_keep_no_password(tmp_path):
     """provenance.storage in an export, and what `train` keeps of a file's provenance."""
-    from explorer import calibration, retrain, store, yamlio
-    from explorer.exportfile import export_doc, read_export
-    from explorer.selection import Chosen
+    from explorer import store
+    from explorer.core import yamlio
+    from explorer.results import calibration, retrain
+    from explorer.results.exportfile import export_doc, read_export
+    from explorer.results.selection import Chosen
 
     from test_export import HAND, make_study
 
@@ -223,7 +225,7 @@ def test_falsy_budgets_and_sampler_are_refused(tmp_path, capsys, section, value,
 
 
 def test_left_out_or_null_sections_still_mean_none(tmp_path):
-    from explorer.config import load_config
+    from explorer.study.config import load_config
 
     config = load_config(_study_with(tmp_path, budgets="null", sampler="null"))
     assert config.budgets == () and config.sampler.name == "tpe"
@@ -261,7 +263,7 @@ def test_step_not_dividing_the_range_is_refused(tmp_path, capsys, knob, words):
 
 def test_steps_that_divide_exactly_are_kept(tmp_path):
     """0.1-steps are exact in decimal (0.7 - 0.1 = 0.6 = 3 x 0.2), whatever binary floats say."""
-    from explorer.config import load_config
+    from explorer.study.config import load_config
 
     path = _with_space(tmp_path, "  sr: {choices: [0.125, 0.25, 0.5]}", "  sr: {low: 0.1, high: 0.7, step: 0.2}")
     assert (0.7 - 0.1) % 0.2 != 0  # the binary-float answer the check must not use
@@ -286,8 +288,8 @@ def test_a_choice_no_combination_makes_valid_is_refused_before_the_data(tmp_path
 
 def test_choices_valid_with_some_combination_are_kept(tmp_path):
     """[5, 7] is fine once n_fire may be 8: the check must not refuse what some network allows."""
-    from explorer.config import load_config
-    from explorer.space import Space
+    from explorer.study.config import load_config
+    from explorer.study.space import Space
 
     path = _with_space(tmp_path, "pools: {choices: [[1, 3], [2, 4]]}", "pools: {choices: [[1, 3], [5, 7]]}")
     path.write_text(path.read_text().replace("n_fire: {choices: [4, 6]}", "n_fire: {choices: [4, 8]}"))
@@ -302,8 +304,8 @@ _DIE_IN_CHECKPOINT = """
 import os, sys
 from pathlib import Path
 import torch
-from explorer import retrain
-from explorer.spec import SqueezeSpec
+from explorer.results import retrain
+from explorer.design.spec import SqueezeSpec
 
 def dying_save(obj, f):  # kill -9 in the middle of writing model.pt
     f.write(b"half a checkpoint")
@@ -321,7 +323,7 @@ def test_train_killed_while_writing_leaves_no_model_without_its_card(tmp_path):
     import subprocess
     import sys
 
-    from explorer.exportfile import prepare_out
+    from explorer.results.exportfile import prepare_out
 
     out = tmp_path / "out"
     out.mkdir()

@@ -19,9 +19,9 @@ import pytest
 from optuna.trial import TrialState
 
 from explorer import store as st
-from explorer.config import StudyConfig
-from explorer.errors import UserError
-from explorer.jobs import parse_jobs, resolve_jobs
+from explorer.core.errors import UserError
+from explorer.study.config import StudyConfig
+from explorer.study.jobs import parse_jobs, resolve_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = {
@@ -66,8 +66,8 @@ def test_jobs_2_finish_exactly_n_trials_from_both_processes(tmp_path):
     assert f"ran {len(trials)} trials ({len(trials)} complete)" in out
     assert "2 trial processes on cpu, 1 thread(s) each" in out
     # the same study in one process: the same point and the same accuracy for every trial number
-    from explorer.data import load_data
-    from explorer.study import run_study
+    from explorer.study.loop import run_study
+    from explorer.training.data import load_data
 
     d = STUDY["data"]
     data = load_data("synthetic", per_class=d["per_class"], val_per_class=d["val_per_class"],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.cli import main
+from explorer.commands import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_study import BASE, FakeTrainer, config, run  # noqa: E402

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import landscape as ls
-from explorer.cli import main
-from explorer.config import StudyConfig, load_config
-from explorer.cost import estimate_cost
-from explorer.spec import SqueezeSpec
-from explorer.study import open_study
+from explorer.commands import main
+from explorer.design.cost import estimate_cost
+from explorer.design.spec import SqueezeSpec
+from explorer.study import landscape as ls
+from explorer.study.config import StudyConfig, load_config
+from explorer.study.loop import open_study
 
 from test_study import FakeTrainer, run
 

@@ -13,14 +13,23 @@ import types
 import pytest
 import torch
 
-from explorer import latency_cache, quiet
-from explorer.budgets import over_budget, parse_budget
-from explorer.config import StudyConfig
-from explorer.errors import UserError
-from explorer.latency import LatencyConfig, Setting, latency_of, measure, median_ci, relative_spread, setting_for
-from explorer.model import seeded_model
-from explorer.presets import preset
-from explorer.spec import SqueezeSpec, spec_id
+from explorer.core.errors import UserError
+from explorer.design.budgets import over_budget, parse_budget
+from explorer.design.model import seeded_model
+from explorer.design.presets import preset
+from explorer.design.spec import SqueezeSpec, spec_id
+from explorer.latency import cache as latency_cache
+from explorer.latency import quiet
+from explorer.latency.measure import (
+    LatencyConfig,
+    Setting,
+    latency_of,
+    measure,
+    median_ci,
+    relative_spread,
+    setting_for,
+)
+from explorer.study.config import StudyConfig
 
 SMALL = SqueezeSpec(base_e=16, incr_e=16, n_fire=4, stem="cifar", stem_width=16, pools=(1, 3),
                     batchnorm=True, num_classes=10, input_size=16)
@@ -113,7 +122,7 @@ def test_cache_hits_only_the_same_network_and_setting(monkeypatch):
         calls.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr("explorer.latency.measure", counting)
+    monkeypatch.setattr("explorer.latency.measure.measure", counting)
     model = seeded_model(SMALL, 0)
     first = latency_of(model, "a" * 16, setting, cfg)
     again = latency_of(model, "a" * 16, setting, cfg)
@@ -151,7 +160,7 @@ def test_an_unwritable_cache_still_measures(tmp_path, monkeypatch):
 TRAINER = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from explorer import quiet
+    from explorer.latency import quiet
     folder, stop, step_s = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
     stamps, waited = [], 0.0
     with quiet.training(folder) as pause:
@@ -231,8 +240,8 @@ def test_a_killed_measurer_never_leaves_the_machine_paused(tmp_path):
 
 
 def test_train_keeps_pauses_out_of_its_time_budget_and_train_seconds():
-    from explorer.data import load_data
-    from explorer.train import train
+    from explorer.training.data import load_data
+    from explorer.training.train import train
 
     data = load_data("synthetic", per_class=8, val_per_class=4, resolution=16)
     calls = []

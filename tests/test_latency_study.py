@@ -10,10 +10,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from explorer.cli import main
-from explorer.cost import estimate_cost
-from explorer.latency import Latency, Setting
-from explorer.space import Space
+from explorer.commands import main
+from explorer.design.cost import estimate_cost
+from explorer.latency.measure import Latency, Setting
+from explorer.study.space import Space
 
 from test_study import FakeTrainer, config, run, trials
 
@@ -32,7 +32,7 @@ def fake_ms(params: int) -> float:
 
 
 class FakeTiming:
-    """Stands in for explorer.latency.latency_of: fake_ms(params) under `setting`; counts the networks."""
+    """Stands in for explorer.latency.measure.latency_of: fake_ms(params) under `setting`; counts the networks."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []  # the parameter count of each network timed
@@ -48,7 +48,7 @@ class FakeTiming:
 @pytest.fixture
 def timed(monkeypatch) -> FakeTiming:
     fake = FakeTiming()
-    monkeypatch.setattr("explorer.objective.latency_of", fake)
+    monkeypatch.setattr("explorer.study.objective.latency_of", fake)
     return fake
 
 

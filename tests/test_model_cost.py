@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from explorer import SqueezeSpec, build_model, estimate_cost, preset
-from explorer.cost import fvcore_cost
-from explorer.errors import SpecError
+from explorer.core.errors import SpecError
+from explorer.design.cost import fvcore_cost
 
 logging.getLogger("fvcore").setLevel(logging.ERROR)
 

@@ -44,9 +44,9 @@ CLUSTER = os.environ.get("EXPLORER_TEST_PG_CLUSTER", "main")  # the cluster behi
 N_TRIALS = 4
 # Each trial sleeps 3 s before training, so the outage finds trials mid-way; the result must
 # be held and written once the server is back.
-SLOW = ("import sys, time; import explorer.train as t; real = t.train; "
+SLOW = ("import sys, time; import explorer.training.train as t; real = t.train; "
         "t.train = lambda *a, **k: (time.sleep(3), real(*a, **k))[1]; "
-        "from explorer.cli import main; sys.exit(main(sys.argv[1:]))")
+        "from explorer.commands import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _lost() -> Exception:
@@ -92,7 +92,7 @@ def test_after_ctrl_c_an_unreachable_database_is_not_waited_for():
 
 
 def test_a_bad_retry_limit_is_one_line(monkeypatch):
-    from explorer.errors import UserError
+    from explorer.core.errors import UserError
 
     monkeypatch.setenv("EXPLORER_DB_RETRY_S", "ten")
     with pytest.raises(UserError, match="EXPLORER_DB_RETRY_S='ten': give the seconds"):
@@ -146,8 +146,8 @@ def outage_scenario(workdir: Path, outage_s: float, n_trials: int = N_TRIALS, re
 
     import optuna
 
-    from explorer.config import StudyConfig
-    from explorer.study import open_study
+    from explorer.study.config import StudyConfig
+    from explorer.study.loop import open_study
 
     name = f"test-outage-{uuid.uuid4().hex[:10]}"
     doc = study_dict(name, n_trials)

@@ -1,4 +1,4 @@
-"""explorer.pareto on hand-computed cases, and the fast front against a brute-force one."""
+"""explorer.results.pareto on hand-computed cases, and the fast front against a brute-force one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from explorer import pareto
+from explorer.results import pareto
 
 NAN = float("nan")
 

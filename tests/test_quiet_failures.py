@@ -67,7 +67,7 @@ def test_an_invalid_spec_trial_is_one_fail_line(tmp_path):
     import io
 
     sys.path.insert(0, str(TESTS))
-    from explorer.study import open_study, run_study
+    from explorer.study.loop import open_study, run_study
 
     from test_study import BASE, FakeTrainer, config
 

@@ -1,4 +1,4 @@
-"""Rank agreement maths (explorer.rankstats) against scipy.stats and hand calculations."""
+"""Rank agreement maths (explorer.results.rankstats) against scipy.stats and hand calculations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from explorer import rankstats as rs
+from explorer.results import rankstats as rs
 
 stats = pytest.importorskip("scipy.stats")
 

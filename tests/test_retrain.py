@@ -15,8 +15,8 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from explorer.cli import main
-from explorer.spec import SqueezeSpec
+from explorer.commands import main
+from explorer.design.spec import SqueezeSpec
 
 from test_export import CIFAR8, TRAINER, attrs, make_study
 
@@ -42,9 +42,9 @@ def exported(tmp_path, archive) -> Path:
 
 
 def test_train_writes_a_checkpoint_that_reloads_with_weights_only(exported, archive, tmp_path, capsys):
-    from explorer.data import load_data
-    from explorer.model import build_model, seeded_model
-    from explorer.retrain import load_checkpoint
+    from explorer.design.model import build_model, seeded_model
+    from explorer.results.retrain import load_checkpoint
+    from explorer.training.data import load_data
 
     out = tmp_path / "run"
     assert main(["train", str(exported), "--epochs", "1", "--data", str(archive), "--per-class", "10",
@@ -103,9 +103,9 @@ def test_calibrate_stores_mean_and_std_in_file_and_study(exported, archive, tmp_
 def test_onnx_export_matches_pytorch_or_skips_in_one_line(tmp_path, monkeypatch):
     import importlib.util
 
-    from explorer.model import seeded_model
-    from explorer.onnx_export import export_onnx
-    from explorer.retrain import save_checkpoint
+    from explorer.design.model import seeded_model
+    from explorer.results.onnx_export import export_onnx
+    from explorer.results.retrain import save_checkpoint
 
     model = seeded_model(CIFAR8, 0)
     save_checkpoint(tmp_path / "m.pt", CIFAR8, model, {"test_acc": 0.0}, {})
@@ -152,7 +152,7 @@ def test_calibrate_with_a_changed_recipe_writes_the_file_only(exported, archive,
 
 def test_calibrate_stores_in_the_study_before_rewriting_the_file(exported, archive, tmp_path, capsys,
                                                                 monkeypatch):
-    from explorer import exportfile
+    from explorer.results import exportfile
 
     before = exported.read_text()
 
@@ -199,7 +199,7 @@ def test_unquoted_timestamp_still_gives_a_weights_only_checkpoint(exported, arch
 
 def test_train_keeps_the_model_when_the_folder_fails_after_training(exported, archive, tmp_path, capsys,
                                                                    monkeypatch):
-    from explorer import retrain as ex
+    from explorer.results import retrain as ex
 
     real = ex.save_checkpoint
     out = tmp_path / "run"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.sampling import trial_seed
+from explorer.study.sampling import trial_seed
 
 from test_study import BASE, FakeTrainer, config, run, trials
 

@@ -19,9 +19,9 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from explorer.cli import main
-from explorer.errors import UserError
-from explorer.selection import choose, load_study, parse_selector
+from explorer.commands import main
+from explorer.core.errors import UserError
+from explorer.results.selection import choose, load_study, parse_selector
 
 from test_export import CIFAR8, attrs, make_study
 

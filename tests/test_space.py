@@ -7,9 +7,9 @@ import random
 import optuna
 import pytest
 
-from explorer.config import StudyConfig
-from explorer.space import Space, decode_pools, encode_pools
-from explorer.spec import SqueezeSpec, spec_id
+from explorer.design.spec import SqueezeSpec, spec_id
+from explorer.study.config import StudyConfig
+from explorer.study.space import Space, decode_pools, encode_pools
 
 CONFIG = {
     "name": "s", "n_trials": 1,
@@ -94,7 +94,7 @@ def test_log_int_range_draws_integers():
 
 @pytest.mark.parametrize("bad", [{"pools": {"choices": [[1, 1]]}}, {"stem": "v2"}])
 def test_bad_values_are_refused(bad):
-    from explorer.errors import UserError
+    from explorer.core.errors import UserError
 
     with pytest.raises(UserError):
         StudyConfig.from_dict(dict(CONFIG, space=dict(CONFIG["space"], **bad)))

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from explorer.errors import SpecError
-from explorer.spec import SqueezeSpec, expand, load_spec, pool_out, round_half_up, spec_id
+from explorer.core.errors import SpecError
+from explorer.design.spec import SqueezeSpec, expand, load_spec, pool_out, round_half_up, spec_id
 
 
 def widths(spec):
@@ -133,7 +133,7 @@ def test_specs_stored_before_the_head_knobs_load_with_torchvision_head():
 
 
 def test_spec_id_is_stable_across_processes():
-    code = "from explorer.spec import SqueezeSpec, spec_id; print(spec_id(SqueezeSpec()))"
+    code = "from explorer.design.spec import SqueezeSpec, spec_id; print(spec_id(SqueezeSpec()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == spec_id(SqueezeSpec())
 
@@ -177,6 +177,6 @@ def test_load_spec_errors_are_one_line(tmp_path, text, needle):
 
 
 def test_spec_module_imports_no_torch():
-    code = "import sys, explorer.spec, explorer.cost, explorer; print('torch' in sys.modules)"
+    code = "import sys, explorer.design.spec, explorer.design.cost, explorer; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

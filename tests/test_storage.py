@@ -12,10 +12,10 @@ import optuna
 import pytest
 
 from explorer import store as st
-from explorer.cli import main
-from explorer.errors import UserError
+from explorer.commands import main
+from explorer.core.errors import UserError
+from explorer.core.util import defer_interrupts
 from explorer.store import attrs
-from explorer.util import defer_interrupts
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 
 import explorer.store.journal as journal
 from explorer import store as st
-from explorer.cli import main
-from explorer.errors import UserError
+from explorer.commands import main
+from explorer.core.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_study import BASE, FakeTrainer, config, run  # noqa: E402

@@ -30,22 +30,16 @@ NOT_PRIVATE = frozenset({"_asdict", "_replace", "_fields", "_make", "_field_defa
 # Each module's layer; a module may import its own layer or lower ones, never a higher one.
 # (Listed by the first path component that matches, most specific first.)
 LAYERS = (
-    ("explorer/commands/", 4), ("explorer/cli.py", 4), ("explorer/__main__.py", 4), ("dashboards/", 4),
-    ("explorer/study.py", 3), ("explorer/objective.py", 3), ("explorer/selection.py", 3),
-    ("explorer/exportfile.py", 3), ("explorer/retrain.py", 3), ("explorer/calibration.py", 3),
-    ("explorer/onnx_export.py", 3), ("explorer/jobs.py", 3), ("explorer/fidelity.py", 3),
-    ("explorer/store/", 2),
-    ("explorer/config.py", 1), ("explorer/configcheck.py", 1), ("explorer/configspace.py", 1),
-    ("explorer/space.py", 1), ("explorer/train.py", 1), ("explorer/data.py", 1),
-    ("explorer/data_cache.py", 1),
-    ("explorer/pareto.py", 1), ("explorer/early_stop.py", 1), ("explorer/datasource.py", 1),
-    ("explorer/util.py", 1), ("explorer/budgets.py", 1), ("explorer/runtime.py", 1),
-    ("explorer/costtable.py", 1), ("explorer/latency.py", 1), ("explorer/latency_cache.py", 1),
-    ("explorer/quiet.py", 1), ("explorer/landscape.py", 1), ("explorer/sampling.py", 1), ("explorer/rankstats.py", 1),
-    ("explorer/spec.py", 0), ("explorer/cost.py", 0), ("explorer/model.py", 0), ("explorer/presets.py", 0),
-    ("explorer/errors.py", 0), ("explorer/__init__.py", 0), ("explorer/yamlio.py", 0),
+    ("explorer/commands/", 6), ("explorer/__main__.py", 6), ("dashboards/", 6),
+    ("explorer/results/", 5),
+    ("explorer/study/", 4),
+    ("explorer/store/", 3),
+    ("explorer/training/", 2), ("explorer/latency/", 2),
+    ("explorer/design/", 1), ("explorer/__init__.py", 1),
+    ("explorer/core/", 0),
 )
-LAYER_NAMES = {0: "core", 1: "building blocks", 2: "store", 3: "workflows", 4: "CLI and dashboard"}
+LAYER_NAMES = {0: "core", 1: "design", 2: "training and latency", 3: "store", 4: "study", 5: "results",
+               6: "CLI and dashboard"}
 
 
 # --- reading the tree ------------------------------------------------------------------------
@@ -211,7 +205,7 @@ def report(root: Path = ROOT) -> dict:
 
 def cli_imports(graph: dict[str, dict[str, int]]) -> list[str]:
     """'module -> explorer.commands.x (line N)' for each import of the CLI from outside it."""
-    cli = ("explorer.commands", "explorer.cli", "explorer.__main__")
+    cli = ("explorer.commands", "explorer.__main__")
     return [f"{m} -> {t} (line {line})" for m, edges in sorted(graph.items()) for t, line in edges.items()
             if t.startswith(cli) and not m.startswith(cli)]
 
@@ -236,6 +230,14 @@ def test_every_module_has_a_layer_and_imports_only_its_own_or_lower_layers():
               for m, edges in graph.items() for t, line in edges.items()
               if layer_of(files[t]) > layer_of(files[m])]
     assert upward == []
+
+
+def test_explorer_holds_packages_not_modules():
+    """The folder listing shows the layers: explorer/ holds only its face (__init__, __main__) and packages."""
+    loose = sorted(p.name for p in (ROOT / "explorer").glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert loose == []
+    assert {layer_of(f"explorer/{d.name}/") for d in (ROOT / "explorer").iterdir()
+            if (d / "__init__.py").is_file()} <= set(LAYER_NAMES)
 
 
 def test_no_file_is_longer_than_600_lines():
@@ -272,10 +274,11 @@ def test_the_private_name_checker_sees_each_form():
 
 
 def test_the_circle_and_cli_checkers_see_a_circle_and_a_cli_import():
-    graph = {"explorer.study": {"explorer.commands.worker": 3}, "explorer.commands.worker": {"explorer.study": 9},
-             "explorer.pg": {"explorer.storage": 1}, "explorer.storage": {"explorer.pg": 2}, "explorer.spec": {}}
-    assert circles(graph) == [["explorer.commands.worker", "explorer.study"], ["explorer.pg", "explorer.storage"]]
-    assert cli_imports(graph) == ["explorer.study -> explorer.commands.worker (line 3)"]
+    graph = {"explorer.study.loop": {"explorer.commands.worker": 3},
+             "explorer.commands.worker": {"explorer.study.loop": 9},
+             "explorer.pg": {"explorer.storage": 1}, "explorer.storage": {"explorer.pg": 2}, "explorer.design.spec": {}}
+    assert circles(graph) == [["explorer.commands.worker", "explorer.study.loop"], ["explorer.pg", "explorer.storage"]]
+    assert cli_imports(graph) == ["explorer.study.loop -> explorer.commands.worker (line 3)"]
 
 
 def test_the_import_reader_sees_imports_inside_functions():

@@ -16,15 +16,15 @@ import pytest
 from optuna.trial import TrialState
 
 from explorer import store as st
-from explorer.cli import main
-from explorer.config import StudyConfig
-from explorer.cost import estimate_cost
-from explorer.errors import UserError
-from explorer.objective import CostMismatch
-from explorer.space import Space
-from explorer.spec import SqueezeSpec, spec_id
-from explorer.study import run_study
-from explorer.train import TrainResult
+from explorer.commands import main
+from explorer.core.errors import UserError
+from explorer.design.cost import estimate_cost
+from explorer.design.spec import SqueezeSpec, spec_id
+from explorer.study.config import StudyConfig
+from explorer.study.loop import run_study
+from explorer.study.objective import CostMismatch
+from explorer.study.space import Space
+from explorer.training.train import TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = types.SimpleNamespace(num_classes=10)  # the fake trainers never look at the images
@@ -270,7 +270,7 @@ def test_single_objective_studies_use_optunas_pruner(tmp_path):
 
 
 def test_a_cost_disagreement_fails_the_trial_loudly(tmp_path, monkeypatch):
-    import explorer.objective as objective_mod
+    import explorer.study.objective as objective_mod
 
     real = objective_mod.estimate_cost
     monkeypatch.setattr(objective_mod, "estimate_cost",
@@ -323,7 +323,7 @@ def test_a_bad_device_is_refused_before_the_study_is_created(tmp_path, capsys):
 
 
 def test_resuming_with_more_trials_stores_them_for_workers(tmp_path):
-    from explorer.study import join_study
+    from explorer.study.loop import join_study
 
     url = str(tmp_path / "s.journal")
     run(config(n_trials=2, sampler={"name": "random", "seed": 0}), url, FakeTrainer())
@@ -337,7 +337,7 @@ def test_two_runs_creating_one_study_at_once_both_work(tmp_path, monkeypatch):
     # the loser of the create race resumes the study instead of a DuplicatedStudyError traceback
     url = str(tmp_path / "s.journal")
     run(config(n_trials=1), url, FakeTrainer())
-    import explorer.study as study_mod
+    import explorer.study.loop as study_mod
 
     monkeypatch.setattr(study_mod.store, "study_names", lambda storage: [])  # "not there yet" when we looked
     summary = run(config(n_trials=2), url, FakeTrainer())
@@ -347,7 +347,7 @@ def test_two_runs_creating_one_study_at_once_both_work(tmp_path, monkeypatch):
 def test_single_objective_quantile_prunes_below_that_quantile():
     import optuna
 
-    from explorer.study import make_pruner
+    from explorer.study.loop import make_pruner
 
     cfg = config(objectives=["val_acc"], sampler={"name": "tpe", "seed": 0},
                  early_stop={"warmup_epochs": 0, "min_trials": 4, "quantile": 0.25})

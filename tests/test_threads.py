@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from explorer import store as st
-from explorer.cli import main
-from explorer.config import StudyConfig
-from explorer.study import run_study
-from explorer.train import TrainResult
+from explorer.commands import main
+from explorer.study.config import StudyConfig
+from explorer.study.loop import run_study
+from explorer.training.train import TrainResult
 
 import test_study
 from test_study import DATA
@@ -58,8 +58,8 @@ def test_the_thread_setting_reaches_the_trainer_and_is_recorded(tmp_path, thread
 
 def test_train_runs_on_the_threads_it_is_given(tmp_path):
     from explorer import SqueezeSpec, build_model
-    from explorer.data import load_data
-    from explorer.train import train
+    from explorer.training.data import load_data
+    from explorer.training.train import train
 
     data = load_data("synthetic", per_class=4, val_per_class=2, resolution=8, cache_dir=tmp_path)
     spec = SqueezeSpec(base_e=8, incr_e=8, n_fire=2, stem="cifar", stem_width=8, pools=(0, 1),
@@ -106,7 +106,7 @@ def test_the_command_keeps_idle_openmp_threads_from_spinning(monkeypatch):
 
 
 def test_exports_carry_the_trials_thread_count():
-    from explorer.exportfile import trial_doc
+    from explorer.results.exportfile import trial_doc
 
     spec = {"base_e": 16, "incr_e": 0, "n_fire": 4, "stem": "cifar", "stem_width": 16, "pools": [1, 3],
             "batchnorm": True, "num_classes": 10, "input_size": 16}
@@ -122,7 +122,7 @@ def test_same_file_seed_and_threads_give_bit_identical_accuracies_busy_or_not(tm
     import subprocess
     import sys
 
-    from explorer.data import load_data
+    from explorer.training.data import load_data
 
     cfg = StudyConfig.from_dict({**BASE, "data": {"source": "synthetic", "per_class": 16, "val_per_class": 8,
                                                   "resolution": 16},

@@ -1,7 +1,7 @@
 """The time budget is a guard (issue 12.3): a cut trial is stored with its reason, kept off every
 front and out of exports, counted apart, and retried on request; the guard is not the study's identity.
 
-The fake trainer below reports `end == "time_budget"` (what explorer.train.train returns when
+The fake trainer below reports `end == "time_budget"` (what explorer.training.train.train returns when
 time_budget_s runs out, tests/test_train.py) for chosen calls, with an accuracy above every
 other trial's: on any front that forgot the guard, a cut trial would be the most accurate point.
 """
@@ -16,14 +16,14 @@ import pytest
 from optuna.trial import TrialState
 
 from explorer import store as st
-from explorer.cli import main
+from explorer.commands import main
 from explorer.commands.status import report
-from explorer.config import StudyConfig
-from explorer.errors import UserError
-from explorer.selection import select_trials
+from explorer.core.errors import UserError
+from explorer.results.selection import select_trials
 from explorer.store.table import comparable
-from explorer.study import run_study
-from explorer.train import TrainResult
+from explorer.study.config import StudyConfig
+from explorer.study.loop import run_study
+from explorer.training.train import TrainResult
 
 DATA = types.SimpleNamespace(num_classes=10)
 BASE = {
@@ -159,7 +159,7 @@ def test_changing_the_time_budget_resumes_the_same_study(cut_study):
 
 
 def test_run_prints_the_cut_trials_apart_and_how_to_retry(tmp_path, monkeypatch, capsys):
-    import explorer.study
+    import explorer.study.loop
 
     (tmp_path / "tb.yaml").write_text(
         "name: tb\ndata: {per_class: 20, val_per_class: 10, resolution: 16}\n"
@@ -168,8 +168,8 @@ def test_run_prints_the_cut_trials_apart_and_how_to_retry(tmp_path, monkeypatch,
         "        base_e: {choices: [16, 32, 64]}, sr: {choices: [0.25, 0.5]}}\n"
         "objectives: [val_acc, params]\nsampler: {name: grid}\nn_trials: 6\ncheck_fvcore: false\n")
     monkeypatch.chdir(tmp_path)
-    real = explorer.study.run_study
-    monkeypatch.setattr(explorer.study, "run_study", lambda cfg, **kw: real(
+    real = explorer.study.loop.run_study
+    monkeypatch.setattr(explorer.study.loop, "run_study", lambda cfg, **kw: real(
         cfg, **{**kw, "trainer": CuttingTrainer(cut={2}), "data": DATA, "device": "cpu"}))
     assert main(["run", "tb.yaml", "--no-progress"]) == 0
     out, err = capsys.readouterr()
@@ -180,7 +180,7 @@ def test_run_prints_the_cut_trials_apart_and_how_to_retry(tmp_path, monkeypatch,
 
 
 def test_calibrate_does_not_count_the_guard_as_part_of_the_recipe():
-    from explorer.calibration import recipe_differences
+    from explorer.results.calibration import recipe_differences
 
     trainer = config().to_dict()["trainer"]  # every setting, time_budget_s 60
     study = {"trainer": trainer, "data": dict(BASE["data"], source=None)}

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer import SqueezeSpec, build_model
-from explorer.data import load_data
-from explorer.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate, train
+from explorer.training.data import load_data
+from explorer.training.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate, train
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
 
@@ -169,8 +169,8 @@ def test_real_cifar10_learns_well_above_chance(tmp_path):
 def test_dead_squeezenet_stops_after_one_epoch(synthetic):
     # A final-conv bias of -1000 makes every logit ReLU(negative) = 0 for every image: no
     # gradient reaches any weight, so the run ends "dead" after the first evaluation, at chance.
-    from explorer.model import build_model
-    from explorer.spec import SqueezeSpec
+    from explorer.design.model import build_model
+    from explorer.design.spec import SqueezeSpec
 
     spec = SqueezeSpec(stem="cifar", stem_width=8, base_e=8, incr_e=8, n_fire=2, pools=(1,),
                        batchnorm=True, dropout=0.0, num_classes=10, input_size=16)

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.config import load_config
-from explorer.data import load_data
-from explorer.model import seeded_model
-from explorer.presets import preset
-from explorer.space import Space
-from explorer.spec import SqueezeSpec
-from explorer.train import train
+from explorer.design.model import seeded_model
+from explorer.design.presets import preset
+from explorer.design.spec import SqueezeSpec
+from explorer.study.config import load_config
+from explorer.study.space import Space
+from explorer.training.data import load_data
+from explorer.training.train import train
 
 # Quickstart trial #0 (29.5k parameters, five identity shortcuts), which the quickstart
 # recorded `dead` with torchvision's head.

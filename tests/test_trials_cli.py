@@ -12,7 +12,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
-from explorer.cli import main
+from explorer.commands import main
 
 
 @pytest.fixture

@@ -35,9 +35,9 @@ TRIAL_LINE = re.compile(r"^#(\d+)\s+(\w+)", re.M)
 # Run in the victim process only: it claims another host name (so the survivors cannot
 # see its pid and must rely on Optuna's heartbeat) and sleeps inside every trial.
 VICTIM = ("import socket, sys, time; socket.gethostname = lambda: 'elsewhere'; "
-          "import explorer.train as t; real = t.train; "
+          "import explorer.training.train as t; real = t.train; "
           "t.train = lambda *a, **k: (time.sleep(60), real(*a, **k))[1]; "
-          "from explorer.cli import main; sys.exit(main(sys.argv[1:]))")
+          "from explorer.commands import main; sys.exit(main(sys.argv[1:]))")
 
 
 def study_dict(name: str, n_trials: int) -> dict:
@@ -61,7 +61,7 @@ def study_dict(name: str, n_trials: int) -> dict:
 @pytest.fixture(scope="module")
 def warm_cache(cifar_archive):
     """Decode the archive once here, so workers do not all decode it at the same time."""
-    from explorer.data import load_data
+    from explorer.training.data import load_data
 
     load_data(str(cifar_archive), per_class=4, val_per_class=2, resolution=8)
     return cifar_archive
@@ -72,8 +72,8 @@ def new_study(warm_cache):
     """make(url, n_trials) creates a uniquely named study; every one is deleted afterwards."""
     import optuna
 
-    from explorer.config import StudyConfig
-    from explorer.study import open_study
+    from explorer.study.config import StudyConfig
+    from explorer.study.loop import open_study
 
     made = []
 

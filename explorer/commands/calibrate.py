@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
     rewrite the file still prints the result.
     """
 
-    from explorer import calibration as cal
-    from explorer import exportfile as ef
-    from explorer import retrain as rt
-    from explorer.config import MAX_SEED, check_overrides
-    from explorer.errors import UserError
-    from explorer.runtime import check_device, use_threads
+    from explorer.core.errors import UserError
+    from explorer.core.runtime import check_device, use_threads
+    from explorer.results import calibration as cal
+    from explorer.results import exportfile as ef
+    from explorer.results import retrain as rt
+    from explorer.study.config import MAX_SEED, check_overrides
 
     if args.seeds < 2:
         raise UserError(f"--seeds={args.seeds}: give at least 2 runs (a std needs two)")
@@ -111,9 +111,9 @@ def _export_file(path: str):
     """The export file, checked unedited and in a writable folder (calibrate rewrites it)."""
     from pathlib import Path
 
-    from explorer import exportfile as ef
-    from explorer import util
-    from explorer.errors import UserError
+    from explorer.core import util
+    from explorer.core.errors import UserError
+    from explorer.results import exportfile as ef
 
     exp = ef.read_export(path)
     if exp.edited:

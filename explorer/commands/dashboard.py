@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
 
 APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
 STORAGE_ENV = "EXPLORER_STORAGE"

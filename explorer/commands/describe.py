@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_spec(target: str):
     """A preset name or a spec file path -> SqueezeSpec."""
-    from explorer.presets import PRESETS, preset
-    from explorer.spec import load_spec
+    from explorer.design.presets import PRESETS, preset
+    from explorer.design.spec import load_spec
 
     if target in PRESETS:
         return preset(target)
@@ -36,8 +36,8 @@ def resolve_spec(target: str):
 
 def run(args: argparse.Namespace) -> int:
     """Print the table; with --check, exit 1 if fvcore disagrees."""
-    from explorer.cost import estimate_cost
-    from explorer.costtable import format_table
+    from explorer.design.cost import estimate_cost
+    from explorer.design.costtable import format_table
 
     spec = resolve_spec(args.target)
     if args.input_size is not None:
@@ -57,8 +57,8 @@ def check(spec, cost) -> int:
     """Count the built model with fvcore; 0 when every figure agrees, 1 otherwise."""
     import logging
 
-    from explorer.cost import fvcore_cost
-    from explorer.model import build_model
+    from explorer.design.cost import fvcore_cost
+    from explorer.design.model import build_model
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     macs, params, acts = fvcore_cost(build_model(spec), spec.input_size)

@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `export` subcommand."""
     p = sub.add_parser("export", help="write chosen trials as config files (spec + provenance) and a CSV",
                        description="One file per chosen trial (a top-level spec: that `explorer describe`, "
-                                   "`explorer train` and explorer.spec.load_spec read, plus provenance, "
+                                   "`explorer train` and explorer.design.spec.load_spec read, plus provenance, "
                                    "metrics and costs with units) and summary.csv. Trials within seed "
                                    "noise of a larger, more accurate one are flagged: |a - b| <= "
                                    "K * sqrt(std_a^2 + std_b^2) (see docs/export.md).")
@@ -36,11 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Select, write the files, print the summary."""
-    from explorer.budgets import parse_budget
-    from explorer.errors import UserError
-    from explorer.exportfile import export_trials
-    from explorer.selection import assess, choose, load_study, parse_selector, select_trials
-    from explorer.store import resolve_target
+    from explorer.core.errors import UserError
+    from explorer.design.budgets import parse_budget
+    from explorer.results.exportfile import export_trials
+    from explorer.results.selection import assess, choose, load_study, parse_selector, select_trials
+    from explorer.study.config import resolve_target
 
     if args.noise_std is not None and not (math.isfinite(args.noise_std) and args.noise_std >= 0):
         raise UserError(f"--noise-std={args.noise_std}: give a number >= 0")

@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     """Plan, check, measure (storing each result), then print the report."""
     import json
 
-    from explorer import fidelity as fd
-    from explorer.config import check_overrides
-    from explorer.errors import UserError
-    from explorer.store import attrs, mask_url, open_storage, read_study, resolve_target
+    from explorer.core.errors import UserError
+    from explorer.results import fidelity as fd
+    from explorer.store import attrs, mask_url, open_storage, read_study
+    from explorer.study.config import check_overrides, resolve_target
 
     if args.sample < 0:
         raise UserError(f"--sample={args.sample}: give a number of trials >= 0")
@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, rec, recipe):
     """(data, device) for the long recipe: the study's data source rule, the recipe's data settings."""
-    from explorer.data import load_data
-    from explorer.datasource import resolve_source
-    from explorer.errors import UserError
-    from explorer.runtime import check_device
-    from explorer.util import print_notes
+    from explorer.core.errors import UserError
+    from explorer.core.runtime import check_device
+    from explorer.core.util import print_notes
+    from explorer.training.data import load_data
+    from explorer.training.datasource import resolve_source
 
     device = check_device(args.device)
     stored = (rec.config.get("data") or {}).get("source")

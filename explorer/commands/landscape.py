@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Cost the space and print it."""
-    from explorer import landscape as ls
-    from explorer.errors import UserError
+    from explorer.core.errors import UserError
+    from explorer.study import landscape as ls
 
     if args.samples < 1 or args.num_classes < 2:
         raise UserError("--samples must be >= 1 and --num-classes >= 2")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = report(land) + "\n"
     if args.output:
-        from explorer.util import write_atomic
+        from explorer.core.util import write_atomic
 
         try:
             write_atomic(args.output, text)
@@ -64,9 +64,9 @@ def study_config(study: str, storage: str | None):
     """The study file's config, or the config stored with study `study` in the storage."""
     from pathlib import Path
 
-    from explorer.config import StudyConfig, load_config
-    from explorer.errors import UserError
-    from explorer.store import open_storage, resolve_target, stored_config
+    from explorer.core.errors import UserError
+    from explorer.store import open_storage, stored_config
+    from explorer.study.config import StudyConfig, load_config, resolve_target
 
     if study.endswith((".yaml", ".yml")) or Path(study).is_file():
         return load_config(study)
@@ -84,7 +84,7 @@ def study_config(study: str, storage: str | None):
 
 def report(land) -> str:
     """Header, overall ranges with histograms, then one table per knob."""
-    from explorer import landscape as ls
+    from explorer.study import landscape as ls
 
     lines = header(land)
     row = ls.overall(land)
@@ -99,8 +99,8 @@ def report(land) -> str:
 
 def header(land) -> list[str]:
     """What was costed, fixed knobs, invalid networks, budget cuts."""
-    from explorer import landscape as ls
-    from explorer.util import si
+    from explorer.core.util import si
+    from explorer.study import landscape as ls
 
     row = ls.overall(land)
     n = len(land.points)
@@ -125,7 +125,7 @@ def header(land) -> list[str]:
 
 def knob_lines(land, knob: str) -> str:
     """One aligned table: the knob's values, counts, cut share, and min / median / max of each cost."""
-    from explorer import landscape as ls
+    from explorer.study import landscape as ls
 
     t = ls.knob_table(land, knob)
     head = [knob, "networks", "invalid", "cut", *(f"{ls.COST_LABELS[c]} min / median / max" for c in ls.COSTS)]
@@ -153,7 +153,7 @@ def spark(values, bins: int = 16) -> str:
 
 
 def _n(v) -> str:
-    from explorer.util import si
+    from explorer.core.util import si
 
     if isinstance(v, float) and not math.isfinite(v):
         return "-"

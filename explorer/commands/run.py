@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
     """Validate, run, print where the results are; 130 after Ctrl-C."""
     from dataclasses import replace
 
-    from explorer.config import check_overrides, load_config
-    from explorer.errors import UserError
-    from explorer.jobs import parse_jobs
+    from explorer.core.errors import UserError
     from explorer.store import mask_url, password_note, runnable_url
-    from explorer.study import CUT_STATE, run_study
+    from explorer.study.config import check_overrides, load_config
+    from explorer.study.jobs import parse_jobs
+    from explorer.study.loop import CUT_STATE, run_study
 
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials={args.n_trials}: give an integer >= 1")

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the copy, then read it back with Optuna and say what it holds."""
     import os
 
-    from explorer.errors import UserError
+    from explorer.core.errors import UserError
     from explorer.store import list_studies, open_storage
     from explorer.store.journal import salvage
 

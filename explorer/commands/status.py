@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the status report."""
-    from explorer.store import attrs, journal_notes, mask_url, open_storage, read_study, resolve_target, trial_table
-    from explorer.util import print_notes
+    from explorer.core.util import print_notes
+    from explorer.store import attrs, journal_notes, mask_url, open_storage, read_study, trial_table
+    from explorer.study.config import resolve_target
 
     name, url, objectives = resolve_target(args.study, args.storage)
     storage = open_storage(url, skip_bad_lines=True)
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 def report(df, name: str, url: str, objectives: list[str], plain: bool = False) -> str:
     """The whole status text for a trial table."""
     from explorer.store import attrs as A
-    from explorer.study import CUT_STATE, states_text
+    from explorer.study.loop import CUT_STATE, states_text
 
     lines = [f"study {name}  ({url})"]
     counts = {}
@@ -63,7 +64,7 @@ def objective_front_table(df) -> str:
     its best trial)."""
     import numpy as np
 
-    from explorer.pareto import front_mask
+    from explorer.results.pareto import front_mask
     from explorer.store.table import OBJECTIVE_PREFIX, knob_names, objective_columns
 
     objectives = objective_columns(df)
@@ -109,14 +110,14 @@ def front_table(df, objectives: list[str]) -> str:
     """The current Pareto front (feasible, trained COMPLETE trials) as a table with units."""
     import numpy as np
 
+    from explorer.core.util import si
     from explorer.store.table import comparable
-    from explorer.util import si
 
     done = df[comparable(df) & (~df["infeasible"])] if len(df) else df
     if not len(done):
         return "Pareto front: no completed trials yet"
     costs = [o for o in objectives if o != "val_acc"] or ["params"]
-    from explorer.pareto import front_mask
+    from explorer.results.pareto import front_mask
 
     mask = front_mask(done["val_acc"].to_numpy(float, na_value=np.nan),
                       done[costs].to_numpy(float, na_value=np.nan))

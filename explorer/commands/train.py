@@ -49,12 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on test, write checkpoint, model card and metrics."""
-    from explorer import retrain as rt
-    from explorer import util, yamlio
-    from explorer.config import check_overrides
-    from explorer.errors import UserError
-    from explorer.exportfile import prepare_out, read_export, study_export
-    from explorer.runtime import check_device, git_revision, package_versions, use_threads
+    from explorer.core import util, yamlio
+    from explorer.core.errors import UserError
+    from explorer.core.runtime import check_device, git_revision, package_versions, use_threads
+    from explorer.results import retrain as rt
+    from explorer.results.exportfile import prepare_out, read_export, study_export
+    from explorer.study.config import check_overrides
 
     check_overrides(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
           f"(val {100 * metrics['val_acc']:.2f}%); wrote {out / 'model.pt'}, {out / 'model_card.md'}, "
           f"{out / 'train.json'}")
     if args.onnx:
-        from explorer.onnx_export import export_onnx
+        from explorer.results.onnx_export import export_onnx
 
         print(export_onnx(out / "model.pt", out / "model.onnx"))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the table."""
-    from explorer.store import journal_notes, open_storage, read_trials, resolve_target
+    from explorer.core.util import print_notes
+    from explorer.store import journal_notes, open_storage, read_trials
     from explorer.store.table import to_csv_text, to_json_text
-    from explorer.util import print_notes
+    from explorer.study.config import resolve_target
 
     name, url, _ = resolve_target(args.study, args.storage)
     storage = open_storage(url, skip_bad_lines=True)

@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the storage (fast), join the study, load the data, work; 130 after Ctrl-C."""
     from explorer import store
-    from explorer.objective import InvalidSpec, format_outcome, outcome
-    from explorer.study import join_worker
+    from explorer.study.loop import join_worker
+    from explorer.study.objective import InvalidSpec, format_outcome, outcome
 
     _check_args(args)
     # a child of `run --jobs` gets its storage from the environment (a password stays out of
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from explorer.config import check_overrides
-    from explorer.errors import UserError
+    from explorer.core.errors import UserError
+    from explorer.study.config import check_overrides
 
     check_overrides(threads=args.threads)
     if args.n_trials is not None and args.n_trials < 1:

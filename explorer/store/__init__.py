@@ -52,7 +52,6 @@ from explorer.store.urls import (
     journal_path,
     mask_url,
     password_note,
-    resolve_target,
     runnable_url,
     storage_kind,
 )
@@ -77,7 +76,7 @@ __all__ = [
     "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url", "check_writable", "claim_counts",
     "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock",
     "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",
-    "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut", "resolve_target",
+    "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut",
     "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind",
     "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names", "study_storage", "trial_counts",
     "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",

@@ -9,7 +9,7 @@ heartbeat. docs/ARCHITECTURE.md lists them with their meaning.
 
 from __future__ import annotations
 
-from explorer.budgets import COSTS
+from explorer.design.budgets import COSTS
 
 # Trial user attrs.
 SPEC, SPEC_ID = "spec", "spec_id"
@@ -17,7 +17,7 @@ PARAMS, MACS, ACTIVATIONS, SIZE_MB, SIZE_MIB = COSTS
 VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS = "val_acc", "best_val_acc", "curve", "val_loss"
 TRAIN_SECONDS, IMAGES_PER_S, END = "train_seconds", "images_per_s", "end"
 # The mean training loss per epoch and its sum (Ru et al. 2021, "Revisiting the train loss":
-# a training-speed estimate that ranks networks; lower is better). explorer.fidelity reports it.
+# a training-speed estimate that ranks networks; lower is better). explorer.results.fidelity reports it.
 TRAIN_LOSS, TRAIN_LOSS_SUM = "train_loss", "train_loss_sum"
 SEED, DEVICE, VERSIONS, GIT_REV = "seed", "device", "versions", "git_rev"
 # torch intra-op threads the trial trained with; the seed its sampler proposed it with
@@ -29,7 +29,7 @@ FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
 # front; `explorer run --retry-cut` enqueues its params again (retry_reason CUT_RETRY,
 # retry_of its own number: the retry takes its place in the trial count).
 CUT, CUT_RETRY = "time_budget", "cut by the time budget"
-# Where the study measures latency (explorer.latency): the median ms per forward pass, the
+# Where the study measures latency (explorer.latency.measure): the median ms per forward pass, the
 # relative half-width of its 95% CI, the setting's label (latencies compare only under equal
 # labels) and the whole measurement (setting fields, runs, quiet, cached) as a mapping.
 LATENCY_MS, LATENCY_SPREAD, LATENCY_SETTING, LATENCY = MEASURED_ATTRS = (
@@ -40,7 +40,7 @@ ACC_MEAN, ACC_STD, ACC_SEEDS = NOISE_ATTRS = ("acc_mean", "acc_std", "acc_seeds"
 # Study user attrs.
 CONFIG, OBJECTIVES = "config", "objectives"
 CALIBRATION_PREFIX = "calibration/"  # + trial number: {acc_mean, acc_std, acc_seeds, noise}
-FIDELITY_PREFIX = "fidelity/"  # + recipe key + "/" + trial number: a long-recipe result (explorer.fidelity)
+FIDELITY_PREFIX = "fidelity/"  # + recipe key + "/" + trial number: a long-recipe result (explorer.results.fidelity)
 
 # Trial system attrs: who runs a trial, so a dead worker's trial can be found (journal files
 # have no Optuna heartbeat, so explorer writes its own).

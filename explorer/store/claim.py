@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
+from explorer.core.util import defer_interrupts
 from explorer.store import _optuna, pg
 from explorer.store import attrs as A
 from explorer.store.journal import StorageWriteError
 from explorer.store.outage import DatabaseUnavailable
 from explorer.store.urls import journal_path
 from explorer.store.workers import cut_retried, fail_and_retry, fail_stale_trials, finalise_own_running, retry_trial
-from explorer.util import defer_interrupts
 
 
 def study_lock(study, url: str | None) -> ContextManager[None]:

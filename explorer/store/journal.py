@@ -23,9 +23,9 @@ from typing import Any, Iterator
 
 from optuna.storages.journal import BaseJournalBackend, JournalFileSymlinkLock
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
+from explorer.core.util import defer_interrupts
 from explorer.store._optuna import journal_ops
-from explorer.util import defer_interrupts
 
 
 class StorageError(UserError):
@@ -209,7 +209,7 @@ def _dumps(log: dict[str, Any]) -> str:
 def salvage(src: str, dst: str) -> list[int]:
     """Write `dst`: the journal `src` without its complete lines that are not journal entries (and
     without an unfinished last line); the 1-based numbers of the lines left out. Never overwrites."""
-    from explorer.util import atomic_write
+    from explorer.core.util import atomic_write
 
     with open(src, "rb") as f:
         lines = f.read().split(b"\n")

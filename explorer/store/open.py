@@ -15,13 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
+from explorer.core.util import probe_writable
 from explorer.store import _optuna, pg
 from explorer.store.attrs import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S
 from explorer.store.journal import JournalFile, StorageError, WritableJournalFile
 from explorer.store.outage import Outage
 from explorer.store.urls import check_url, journal_path, mask_url, sqlite_path, storage_kind
-from explorer.util import probe_writable
 
 
 def open_storage(url: str, *, create: bool = False, read_only: bool = False, skip_bad_lines: bool = False,

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
 
 RETRY_ENV = "EXPLORER_DB_RETRY_S"
 DEFAULT_RETRY_S = 600.0

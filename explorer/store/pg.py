@@ -18,7 +18,7 @@ import contextlib
 import re
 from typing import Any, Iterator
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
 from explorer.store.outage import is_connection_error
 from explorer.store.urls import mask_url as mask
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorer.spec import RANGES, TORCHVISION_HEAD
+from explorer.design.spec import RANGES, TORCHVISION_HEAD
 from explorer.store import attrs as A
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
@@ -153,7 +153,7 @@ def _attr_columns(attrs: list[dict]) -> dict[str, Any]:
 
 
 def _pools_text(value: Any) -> Any:
-    """[0, 3, 7] -> '0,3,7' and [] -> 'none', as explorer.space encodes the pools param."""
+    """[0, 3, 7] -> '0,3,7' and [] -> 'none', as explorer.study.space encodes the pools param."""
     if isinstance(value, (list, tuple)):
         return ",".join(str(int(v)) for v in value) or "none"
     return value

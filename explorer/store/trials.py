@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from explorer.core.util import number
 from explorer.store import _optuna
 from explorer.store import attrs as A
 from explorer.store.journal import StorageError
-from explorer.util import number
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from explorer.errors import UserError
+from explorer.core.errors import UserError
 
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -172,13 +172,3 @@ def absolute_url(url: str) -> str:
         if path and path != ":memory:" and not path.startswith("/"):  # sqlite:///rel.db is relative
             return f"{head}:///{Path(path).resolve()}{q}{query}"
     return url
-
-
-def resolve_target(study: str, storage: str | None) -> tuple[str, str, list[str]]:
-    """(study name, storage URL, objectives) from a study file path or a study name."""
-    from explorer.config import load_config
-
-    if study.endswith((".yaml", ".yml")) or Path(study).is_file():
-        config = load_config(study)
-        return config.name, storage or config.storage or default_storage_url(config.name), list(config.objectives)
-    return study, storage or default_storage_url(study), []

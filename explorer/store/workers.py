@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from explorer.core.util import pid_alive
 from explorer.store import _optuna
 from explorer.store import attrs as A
-from explorer.util import pid_alive
 
 
 def proc_start(pid: int) -> str | None:

@@ -1,0 +1,2 @@
+"""A study: its file (config, checks, knobs), the space and sampler, the objective, the run loop,
+`--jobs`, early stopping and the space's landscape."""

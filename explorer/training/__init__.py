@@ -1,0 +1,1 @@
+"""Training one network: the data (sources, decoding, cache, splits) and the trainer; no Optuna."""
