@@ -226,3 +226,14 @@ def test_cifar10_archive_counts_stats_and_cached_speed(tmp_path):
     again = D.load_data(ARCHIVE, cache_dir=tmp_path / "c", per_class=100, resolution=16)
     assert time.perf_counter() - t < 3.0  # about 0.2 s measured; slack for a busy CI machine
     assert again.train.x.shape == (1000, 3, 16, 16) and torch.bincount(again.test().y).tolist() == [1000] * 10
+
+
+def test_the_default_archive_is_the_one_beside_the_repository():
+    """The README's main job reads ../shared/datasets/cifar10-jpeg.tar.gz beside the checkout, wherever
+    the module sits in the package tree."""
+    from explorer.core.runtime import git_revision
+    from explorer.training.datasource import default_archive
+
+    repo = Path(__file__).resolve().parents[1]
+    assert default_archive() == repo.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+    assert git_revision() != "unknown"  # run from the repository: its revision is found

@@ -19,7 +19,7 @@ ENV = "EXPLORER_DATA"
 
 def default_archive() -> Path:
     """../shared/datasets/cifar10-jpeg.tar.gz beside the repository."""
-    return Path(__file__).resolve().parents[2] / ARCHIVE_NAME
+    return Path(__file__).resolve().parents[3] / ARCHIVE_NAME  # explorer/training/ -> beside the repo
 
 
 def is_dataset_name(source: str) -> bool:
