@@ -248,7 +248,7 @@ def load_data_for(config: StudyConfig, data_path: str):
 def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: int | None = None,
                timeout_s: float | None = None, trainer: Callable | None = None,
                num_classes: int | None = None, progress: bool = True, out=None,
-               storage_url: str | None = None, retry_cut: bool = False) -> RunSummary:
+               storage_url: str | None = None, retry_cut: bool = False, build: Callable | None = None) -> RunSummary:
     """Run trials of an existing study until n_trials count as done, the time is up or Ctrl-C.
 
     n_trials counts the study's finished trials (all workers, earlier runs included);
@@ -256,6 +256,8 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     study's lock, as `explorer worker` does, so runs and workers together never start more
     than n_trials (a journal file's lock needs `storage_url`). `retry_cut` first enqueues
     the trials the time budget cut; each retry takes its cut trial's place in the count.
+    `trainer` and `build` (spec -> what the trainer takes) replace the real ones in tests and
+    replays (explorer.tabular.replay).
     """
     import optuna
     from tqdm import tqdm
@@ -263,7 +265,8 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = out or sys.stdout
     n_classes = num_classes or _num_classes(data)
-    runner = TrialRunner(study, config, data=data, device=device, trainer=trainer, num_classes=n_classes)
+    runner = TrialRunner(study, config, data=data, device=device, trainer=trainer, num_classes=n_classes,
+                         build=build)
     n_trials = n_trials if n_trials is not None else config.n_trials
     if config.sampler.name == "grid":
         n_trials = grid_trials(runner.space, config, n_trials)

@@ -67,9 +67,10 @@ class TrialRunner:
     """The objective: one call runs one trial end to end."""
 
     def __init__(self, study, config: StudyConfig, *, data: Any, device: str,
-                 trainer: Callable | None, num_classes: int) -> None:
+                 trainer: Callable | None, num_classes: int, build: Callable | None = None) -> None:
         self.study, self.config, self.data, self.device = study, config, data, device
         self.trainer = trainer or _real_trainer()
+        self.make = build  # spec -> what `trainer` trains (a replay passes the spec itself); None: seeded_model
         self.space = Space.from_config(config, num_classes)
         self.storage = store.study_storage(study)
         self.heartbeats = store.uses_own_heartbeat(self.storage)
@@ -214,6 +215,8 @@ class TrialRunner:
         """The trial's network with its seeded initial weights (export/retrain redraws the same)."""
         from explorer.design.model import seeded_model
 
+        if self.make is not None:
+            return self.make(spec)
         return seeded_model(spec, self.config.trainer.seed)
 
     def _timed(self, trial, spec, sid: str, record: dict[str, Any]) -> tuple[Any, Latency | None, str | None]:

@@ -115,22 +115,80 @@ def read_stage(url: str, name: str):
 
 
 def build(config: StudyConfig, plan: Plan, *, url: str, jobs=None, data_path: str | None = None,
-          device: str | None = None, stages: tuple[str, ...] = STAGES, out=None) -> dict[str, str]:
-    """Run the stages in order (each resumable); returns stage -> study name."""
+          device: str | None = None, stages: tuple[str, ...] = STAGES, out=None) -> dict[str, Any]:
+    """Run the stages in order (each resumable); stage -> its RunSummary. Stops after an interrupted one."""
     plan.check()
-    names = {s: stage_config(config, s, plan).name for s in STAGES}
+    names = stage_names(config, plan)
+    done: dict[str, Any] = {}
     for stage in stages:
         chosen = None
         if stage != "bench":
             networks = bench_networks(read_stage(url, names["bench"]).trials)
             if len(networks) < plan.long_sample:
                 raise UserError(f"the bench stage has {len(networks)} trained networks, fewer than the "
-                                f"long sample of {plan.long_sample}: finish it first (explorer table ... "
+                                f"long sample of {plan.long_sample}: finish it first (explorer table STUDY "
                                 "--stages bench) or lower --long-sample")
             chosen = sample(networks, plan.long_sample)
             chosen = chosen if stage == "long" else chosen[:plan.seed_sample]
             if not chosen:
                 continue
-        run_stage(config, stage, plan, url=url, jobs=jobs, data_path=data_path, device=device, chosen=chosen,
-                  out=out)
-    return names
+        done[stage] = run_stage(config, stage, plan, url=url, jobs=jobs, data_path=data_path, device=device,
+                                chosen=chosen, out=out)
+        if done[stage].interrupted or done[stage].gave_up:
+            break
+    return done
+
+
+def stage_names(config: StudyConfig, plan: Plan) -> dict[str, str]:
+    """stage -> its study's name."""
+    return {s: stage_config(config, s, plan).name for s in STAGES}
+
+
+def collect(url: str, names: dict[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The table's rows from the stored stages, and each stage's recipe and cost for the sidecar."""
+    from explorer.tabular.tablefile import row
+
+    rows: list[dict[str, Any]] = []
+    stages: dict[str, Any] = {}
+    storage = store.open_storage(url, read_only=True)
+    present = set(store.study_names(storage))
+    for stage, name in names.items():
+        if name not in present:
+            continue
+        rec = store.read_study(storage, name)
+        trainer, trials = rec.config["trainer"], rec.trials
+        spellings = _spellings(trials) if stage == "bench" else {}
+        chosen = bench_networks(trials) if stage == "bench" else [
+            t for t in trials if t.trained and t.attrs.get(A.END) == "completed"]
+        rows += [row(stage, name, t, trainer["epochs"], trainer["seed"], spellings.get(t.attrs[A.SPEC_ID]))
+                 for t in chosen]
+        stages[stage] = _stage_meta(rec, chosen)
+    return rows, stages
+
+
+def _spellings(trials) -> dict[str, int]:
+    """spec_id -> how many grid points of the stage build that network (a duplicate is one more)."""
+    count: dict[str, int] = {}
+    for t in trials:
+        sid = t.attrs.get(A.SPEC_ID)
+        if sid and t.state == "COMPLETE" and not t.attrs.get(A.INFEASIBLE):
+            count[sid] = count.get(sid, 0) + 1
+    return count
+
+
+def _stage_meta(rec, chosen: list) -> dict[str, Any]:
+    """A stage's recipe, provenance and cost (the sidecar's `stages` entry)."""
+    first = chosen[0].attrs if chosen else {}
+    seconds = [t.num(A.TRAIN_SECONDS) for t in chosen]
+    wall = [(t.complete - t.start).total_seconds() for t in chosen if t.complete and t.start]
+    return {"study": rec.name, "networks": len(chosen), "data": rec.config["data"] | {"source": None},
+            "trainer": rec.config["trainer"], "versions": first.get(A.VERSIONS), "git_rev": first.get(A.GIT_REV),
+            "device": first.get(A.DEVICE), "threads": first.get(A.THREADS),
+            "train_seconds": {"total": round(sum(seconds), 1), "median": round(_median(seconds), 2)},
+            "trial_seconds": {"total": round(sum(wall), 1), "median": round(_median(wall), 2)}}
+
+
+def _median(v: list[float]) -> float:
+    import statistics
+
+    return statistics.median(v) if v else float("nan")
