@@ -45,7 +45,7 @@ from explorer.study.configspace import CEILINGS, KNOBS, MAX_FREQ, MAX_WIDTH, Kno
 from explorer.study.early_stop import SizeAwareRule
 
 OBJECTIVES = ("val_acc", *STUDY_BUDGETS)  # val_acc maximised, the costs minimised
-SAMPLERS = ("tpe", "nsga2", "random", "grid")
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp")
 
 
 @dataclass(frozen=True)

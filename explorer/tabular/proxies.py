@@ -46,7 +46,7 @@ def synflow(model: nn.Module, shape: tuple[int, ...]) -> float:
             p.abs_()
     net.zero_grad()
     net(torch.ones((1, *shape[1:]), dtype=torch.float64)).sum().backward()
-    return float(sum((w * w.grad).abs().sum() for w in _weights(net) if w.grad is not None))
+    return float(sum((w.detach() * w.grad).abs().sum() for w in _weights(net) if w.grad is not None))
 
 
 def naswot(model: nn.Module, x: torch.Tensor) -> float:
@@ -78,7 +78,7 @@ def gradient_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[
     F.cross_entropy(net(x), y).backward()
     ws = [w for w in _weights(net) if w.grad is not None]
     return {"grad_norm": float(sum(w.grad.norm() for w in ws)),
-            "snip": float(sum((w * w.grad).abs().sum() for w in ws))}
+            "snip": float(sum((w.detach() * w.grad).abs().sum() for w in ws))}
 
 
 def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -66,7 +66,7 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def write_table(df: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Write the CSV (gzip, reproducible bytes: no timestamp) and its sidecar; returns the sidecar."""
     path = Path(path)
-    text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    text = df.to_csv(index=False, lineterminator="\n")  # shortest round-trip floats: read back exactly
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=9) as f:
         f.write(text.encode())
