@@ -1,6 +1,6 @@
 """The quickstart space, measured whole: fidelity at scale, zero-cost scores, search efficiency.
 
-Reads the table (tables/quickstart.csv.gz, made by `explorer table studies/quickstart_table.yaml`)
+Reads the table (tables/quickstart.csv.gz, made by `explorer table studies/quickstart-table.yaml`)
 and reports:
 (1) fidelity: Spearman / Kendall (bootstrap 95 % intervals) of the bench recipe's final
     val_acc, of each earlier epoch and of train_loss_sum against the long recipe's accuracy on

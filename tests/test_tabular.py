@@ -25,7 +25,7 @@ from explorer.tabular.tablefile import Table, frame, read_table, sidecar, write_
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "studies/quickstart.yaml"
-TABLE_STUDY = ROOT / "studies/quickstart_table.yaml"
+TABLE_STUDY = ROOT / "studies/quickstart-table.yaml"
 
 
 def fake_table(config, epochs: int = 4, seed: int = 0) -> Table:

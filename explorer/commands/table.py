@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "with a second seed, then write one compressed CSV row per network and "
                                    "stage with zero-cost scores (docs/space_table.md). Resumable: run the same "
                                    "command again after Ctrl-C or a crash.")
-    p.add_argument("study", help="a study file (YAML) whose space is finite, e.g. studies/quickstart_table.yaml")
+    p.add_argument("study", help="a study file (YAML) whose space is finite, e.g. studies/quickstart-table.yaml")
     p.add_argument("--out", default=None, help="the table file (default tables/<study name>.csv.gz)")
     p.add_argument("--storage", help="storage URL or path of the stages' studies (default: the file's, else "
                                      "runs/<name>.journal)")
