@@ -226,7 +226,7 @@ def test_a_trainer_that_never_pauses_makes_the_measurement_say_so(tmp_path):
 
 
 def test_a_killed_measurer_never_leaves_the_machine_paused(tmp_path):
-    code = ("import os, sys; from pathlib import Path; from explorer import quiet\n"
+    code = ("import os, sys; from pathlib import Path; from explorer.latency import quiet\n"
             "with quiet.measuring(Path(sys.argv[1])):\n    os._exit(9)")
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)]).returncode == 9
     assert (tmp_path / "pause").exists()  # the flag is left behind ...
