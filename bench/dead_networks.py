@@ -1,9 +1,9 @@
 """Dead or at-chance networks in the shipped study spaces: torchvision's head vs the fix.
 
-Issue 14, item 1. Every network is trained twice per seed, identical but for the
-classifier head: "before" is torchvision's (dropout -> conv10 -> ReLU -> average pool;
-head_bn=False, head_relu=True), "after" is the generated spaces' (BatchNorm -> dropout ->
-conv10 -> average pool; head_bn=True, head_relu=False). Same initial weights for the
+Every network is trained twice per seed, identical but for the classifier head: "before"
+is torchvision's (dropout -> conv10 -> ReLU -> average pool; head_bn=False,
+head_relu=True), "after" is the generated spaces' (BatchNorm -> dropout -> conv10 ->
+average pool; head_bn=True, head_relu=False). Same initial weights for the
 shared layers, same batches.
 
 The networks are the spaces' own points, built by explorer.study.config.load_config +

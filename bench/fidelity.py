@@ -1,7 +1,7 @@
 """How well do the quickstart's short trials rank its networks? `explorer fidelity`'s figures, as a benchmark.
 
-Issue 14, items 2 and 3. Runs `explorer fidelity` (explorer.results.fidelity) on a study already
-run, by default the quickstart in runs/qs.journal:
+Runs `explorer fidelity` (explorer.results.fidelity) on a study already run, by default the
+quickstart in runs/qs.journal:
 
     python3 -m explorer run studies/quickstart.yaml --storage runs/qs.journal
     python3 bench/fidelity.py [--storage runs/qs.journal] [--study quickstart] [--sample 8]

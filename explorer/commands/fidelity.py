@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Retrain a sample of the study's trained trials with a longer recipe (default: "
                                    "4x the study's epochs), store each long result with the study "
                                    "(user attr fidelity/<recipe>/<trial>) as soon as it is measured, and report "
-                                   "Spearman and Kendall between short and long accuracy with bootstrap 95%% "
+                                   "Spearman and Kendall between short and long accuracy with bootstrap 95% "
                                    "intervals, front agreement, the hypervolume ratio and whether the export "
                                    "choices would change. Trials already measured with the recipe are not "
                                    "retrained: rerun after a kill, or give a larger --sample to extend it; "
