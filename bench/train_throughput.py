@@ -34,10 +34,14 @@ def model_spec(name: str, size: int) -> SqueezeSpec:
     return SqueezeSpec.from_dict({**preset(name).to_dict(), "input_size": size})
 
 
+# The recipe (b) and (c) train with: its learning rate and label smoothing, on torch's own threads.
+RECIPE = dict(lr=0.2, label_smoothing=0.1, threads=None)
+
+
 def ours(spec, data, bs, device) -> float:
     """Images/s of one epoch of our trainer."""
     torch.manual_seed(0)
-    return train(build_model(spec), data, epochs=1, batch_size=bs, device=device).images_per_s
+    return train(build_model(spec), data, epochs=1, batch_size=bs, device=device, **RECIPE).images_per_s
 
 
 def limit(spec, data, bs, device) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -12,7 +13,12 @@ from torch import nn
 
 from explorer import SqueezeSpec, build_model
 from explorer.training.data import load_data
-from explorer.training.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate, train
+from explorer.training.config import TrainerConfig
+from explorer.training.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate
+from explorer.training.train import train as train_with_defaults
+
+# These tests were written for airbench's learning rate and label smoothing, on torch's own threads.
+train = functools.partial(train_with_defaults, lr=0.2, label_smoothing=0.1, threads=None)
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
 
@@ -222,3 +228,12 @@ def test_train_loss_sum_is_the_sum_of_per_epoch_mean_losses(synthetic):
     assert res.train_loss_sum == pytest.approx(3 * want, rel=1e-4)
     learnt = train(fresh(), synthetic, epochs=3, batch_size=32, lr=0.05)
     assert len(learnt.train_loss) == 3 and learnt.train_loss[-1] < learnt.train_loss[0]
+
+
+def test_a_setting_left_out_is_the_study_default(synthetic):
+    # 400 training images: TrainerConfig's 3 epochs of batches of 128 are 3 x 3 full batches.
+    assert (TrainerConfig().epochs, TrainerConfig().batch_size) == (3, 128)
+    r = train_with_defaults(fresh(), synthetic)
+    assert r.steps == 9 and len(r.val_acc) == 3 and r.seed == 0
+    with pytest.raises(TypeError, match="warm_up"):
+        train_with_defaults(fresh(), synthetic, warm_up=0.2)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.results import calibration as cal
     from explorer.results import exportfile as ef
     from explorer.results import retrain as rt
-    from explorer.study.config import MAX_SEED, check_overrides
+    from explorer.study.configcheck import MAX_SEED, check_overrides
 
     if args.seeds < 2:
         raise UserError(f"--seeds={args.seeds}: give at least 2 runs (a std needs two)")

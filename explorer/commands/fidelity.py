@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from explorer.core.errors import UserError
     from explorer.results import fidelity as fd
     from explorer.store import attrs, mask_url, open_storage, read_study
-    from explorer.study.config import check_overrides, resolve_target
+    from explorer.study.config import resolve_target
+    from explorer.study.configcheck import check_overrides
 
     if args.sample < 0:
         raise UserError(f"--sample={args.sample}: give a number of trials >= 0")

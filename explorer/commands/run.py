@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     from explorer.core.errors import UserError
     from explorer.store import mask_url, password_note, runnable_url
-    from explorer.study.config import check_overrides, load_config
+    from explorer.study.config import load_config
+    from explorer.study.configcheck import check_overrides
     from explorer.study.jobs import parse_jobs
     from explorer.study.loop import CUT_STATE, run_study
 

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.core.runtime import check_device, git_revision, package_versions, use_threads
     from explorer.results import retrain as rt
     from explorer.results.exportfile import prepare_out, read_export, study_export
-    from explorer.study.config import check_overrides
+    from explorer.study.configcheck import check_overrides
 
     check_overrides(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,

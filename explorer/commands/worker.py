@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_args(args: argparse.Namespace) -> None:
     from explorer.core.errors import UserError
-    from explorer.study.config import check_overrides
+    from explorer.study.configcheck import check_overrides
 
     check_overrides(threads=args.threads)
     if args.n_trials is not None and args.n_trials < 1:

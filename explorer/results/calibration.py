@@ -27,7 +27,8 @@ from explorer.results.exportfile import Export
 from explorer.results.retrain import data_settings
 from explorer.store import StudyRecord, mask_url, open_storage, password_note, read_study, runnable_url
 from explorer.store import attrs as A
-from explorer.study.config import NOT_RECIPE, DataConfig, TrainerConfig
+from explorer.study.config import NOT_RECIPE, DataConfig
+from explorer.training.config import TrainerConfig
 from explorer.training.datasource import dataset_name
 
 # The short-trial recipe: every trainer setting but the seed (calibrate varies it) and the

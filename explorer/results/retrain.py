@@ -18,7 +18,8 @@ from explorer.design.spec import SqueezeSpec, spec_id
 from explorer.latency import quiet
 from explorer.results.exportfile import Export
 from explorer.store import mask_url
-from explorer.study.config import DataConfig, TrainerConfig
+from explorer.study.config import DataConfig
+from explorer.training.config import TrainerConfig
 from explorer.training.datasource import resolve_source
 
 CHECKPOINT_KEYS = ("spec", "state_dict")
