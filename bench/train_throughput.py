@@ -14,16 +14,16 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from explorer import SqueezeSpec, build_model, preset
 from explorer.training.data import load_data
+from explorer.training.datasource import default_archive
 from explorer.training.train import train
 
-ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 
 
 def model_spec(name: str, size: int) -> SqueezeSpec:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,15 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer import SqueezeSpec, build_model
-from explorer.training.data import load_data
 from explorer.training.config import TrainerConfig
+from explorer.training.data import load_data
+from explorer.training.datasource import default_archive
 from explorer.training.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate
 from explorer.training.train import train as train_with_defaults
 
 # These tests were written for airbench's learning rate and label smoothing, on torch's own threads.
 train = functools.partial(train_with_defaults, lr=0.2, label_smoothing=0.1, threads=None)
 
-ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 
 
 def tiny_spec(size: int = 16) -> SqueezeSpec:

@@ -7,9 +7,9 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from explorer.commands import SELECTOR_HELP
-
     """Add the `calibrate` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP, SELECTOR_HELP
+
     p = sub.add_parser("calibrate", help="measure seed noise: retrain an exported config K times",
                        description="Retrain the config K times with the study's short-trial recipe "
                                    "(the trainer and data settings in the file), seeds S..S+K-1 for "
@@ -23,14 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trial", metavar="SEL", help=f"calibrate a trial of the study FILE names: {SELECTOR_HELP}")
     p.add_argument("--seeds", type=int, required=True, metavar="K", help="number of runs (>= 2)")
     p.add_argument("--seed", type=int, help="first seed (default: the study's trainer seed)")
-    p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
-                                  "else ../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--per-class", type=int, metavar="N",
                    help="training images per class (default: the study's; a changed recipe is written "
                         "to FILE only, not the study)")
     p.add_argument("--epochs", type=int, help="override the study's epochs (a changed recipe is written to "
                                                "FILE only, not the study)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads (default: the study's trainer.threads, else 1; another count is "
                         "a changed recipe, written to FILE only)")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from explorer.commands import SELECTOR_HELP
-
     """Add the `train` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP, SELECTOR_HELP
+
     p = sub.add_parser("train", help="train an exported config longer; test accuracy, checkpoint, model card",
                        description="Train the network of an export (or spec) file with the study's "
                                    "trainer settings (overridable), evaluate it on the held-out test "
@@ -31,11 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "else runs/<name>.journal)")
     p.add_argument("--epochs", type=int, required=True, help="epochs to train")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
-                                  "else ../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--per-class", type=int, metavar="N",
                    help="training images per class (default: all; the study's val split is kept apart)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, help="seed for weights, batches and augmentation (default: the study's)")
     for name, kind in (("batch-size", int), ("lr", float), ("momentum", float), ("weight-decay", float),
                        ("label-smoothing", float)):

@@ -16,6 +16,8 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `worker` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP
+
     p = sub.add_parser("worker", help="join an existing study and run its trials (any machine)",
                        description="Join a study made by `explorer run` and run trials until it has "
                                    "its planned number of finished trials. The config comes from the "
@@ -23,10 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="the study name (as in the study file)")
     p.add_argument("--storage", help="storage URL, e.g. postgresql://USER:PASSWORD@HOST/DB "
                                      "(default: runs/<study>.journal, for workers on this machine)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--data", help="dataset path or name on this machine (default: EXPLORER_DATA, "
-                                  "the study's data.source if it exists here, else "
-                                  "../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads for this worker's trials (default: the study's trainer.threads); "
                         "recorded with each trial, since it changes results")

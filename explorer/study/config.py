@@ -50,7 +50,7 @@ class DataConfig:
 
     `source` is a dataset name (cifar10, cifar100, synthetic) or a path (an ImageFolder
     tree or its .tar.gz); at run time --data > EXPLORER_DATA > this > the CIFAR-10 archive
-    beside the repository (../shared/datasets/cifar10-jpeg.tar.gz).
+    beside the repository (explorer.training.datasource).
     """
 
     source: str | None = None
