@@ -46,40 +46,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the storage (fast), join the study, load the data, work; 130 after Ctrl-C."""
     from explorer import store
-    from explorer.study.loop import join_worker
-    from explorer.study.objective import InvalidSpec, format_outcome, outcome
+    from explorer.study.loop import join_worker, run_joined
+    from explorer.study.objective import format_outcome, outcome
 
     _check_args(args)
     # a child of `run --jobs` gets its storage from the environment (a password stays out of
     # `ps`) and prints nothing but errors: the parent reports every trial from the storage
     child_env = os.environ.get("EXPLORER_JOBS_STORAGE") if args.child else None
     given = args.storage or child_env or store.default_storage_url(args.study)
-    url = _checked_url(given)
     say = (lambda *a, **k: None) if args.child else print
-    joined = join_worker(url, args.study, data_path=args.data, device=args.device, n_trials=args.n_trials,
-                         threads=args.threads,
+    joined = join_worker(_checked_url(given), args.study, data_path=args.data, device=args.device,
+                         n_trials=args.n_trials, threads=args.threads,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     study, target = joined.study, joined.target
     who = f"{socket.gethostname()}:{os.getpid()}"
     say(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
-          f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
-          f"{joined.config.sampler.seed} and its number", flush=True)
-
-    def lock():
-        return store.study_lock(study, url)
-
-    try:
-        ran = store.work(study, joined.runner, target=target, lock=lock, poll_s=args.poll,
-                         timeout_s=joined.config.timeout_s, catch=(InvalidSpec,), stop=joined.runner.exhausted,
-                         on_trial=lambda s, t: say(format_outcome(outcome(t)), flush=True))
-    except KeyboardInterrupt:
-        store.interrupted(study, lock)
+        f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
+        f"{joined.config.sampler.seed} and its number", flush=True)
+    summary = run_joined(joined, poll_s=args.poll, on_trial=lambda s, t: say(format_outcome(outcome(t)), flush=True))
+    if summary.interrupted:
         say(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
         return 130
-    if joined.runner.exhausted_reason():
-        print(f"worker {who} stopping: {joined.runner.exhausted_reason()}", file=sys.stderr if args.child
-              else sys.stdout, flush=True)
-    say(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
+    if summary.exhausted:
+        print(f"worker {who} stopping: {summary.exhausted}", file=sys.stderr if args.child else sys.stdout,
+              flush=True)
+    say(f"worker {who} done: ran {summary.ran} trials; {_count_text(study, target)}", flush=True)
     return 0
 
 
