@@ -57,10 +57,11 @@ from explorer.design.spec import SqueezeSpec, spec_id  # noqa: E402
 from explorer.study.config import load_config  # noqa: E402
 from explorer.study.space import Space  # noqa: E402
 from explorer.training.data import load_data  # noqa: E402
+from explorer.training.datasource import default_archive  # noqa: E402
 from explorer.training.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 SWEEPS = ("sweep_sr", "sweep_pct3x3", "sweep_pools", "sweep_bypass")
 HEADS = {"before": {"head_bn": False, "head_relu": True}, "after": {"head_bn": True, "head_relu": False}}
 AT_CHANCE = 0.15  # 10 classes: chance is 0.10; see the module docstring

@@ -27,8 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from explorer.training.datasource import default_archive
+
 REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 LINE = re.compile(r"^#(\d+)\s+\w+\s+val_acc\s+(\S+)", re.M)
 
 

@@ -254,7 +254,8 @@ def test_train_keeps_pauses_out_of_its_time_budget_and_train_seconds():
         return 0.0
 
     start = time.perf_counter()
-    res = train(seeded_model(SMALL, 0), data, epochs=2, batch_size=16, time_budget_s=2.5, pause=pause)
+    res = train(seeded_model(SMALL, 0), data, epochs=2, batch_size=16, lr=0.2, label_smoothing=0.1, threads=None,
+                time_budget_s=2.5, pause=pause)
     wall = time.perf_counter() - start
     # without the correction the 3 s pause would end it at 2.5 s (the training itself takes well
     # under 2.5 s even on a busy 2-core machine)
