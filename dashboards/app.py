@@ -397,7 +397,7 @@ def detail_tab(frame, roles, view, url) -> None:
     layer_table(row["spec"])
     try:
         config = exports.trial_config(row, url)
-    except UserError as exc:  # a stored spec that no longer parses: no config to download
+    except UserError as exc:  # a stored spec that does not parse: no config to download
         st.warning(f"No config download for this trial: {exc}")
         return
     d1, d2 = st.columns(2)

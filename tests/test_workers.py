@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from explorer.training.datasource import default_archive
+
 REPO = Path(__file__).resolve().parents[1]
-CIFAR_ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+CIFAR_ARCHIVE = default_archive()
 PG_URL = os.environ.get("EXPLORER_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="EXPLORER_TEST_PG_URL is not set: no PostgreSQL "
                                                  "server (CI starts one with .ci/postgres.sh)")

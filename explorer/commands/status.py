@@ -36,7 +36,7 @@ def report(df, name: str, url: str, objectives: list[str], plain: bool = False) 
 
     lines = [f"study {name}  ({url})"]
     counts = {}
-    if len(df):  # a trial the time budget cut is counted apart from its state (PRUNED; COMPLETE if older)
+    if len(df):  # a trial the time budget cut is counted apart from its state (PRUNED, or COMPLETE)
         cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
         counts = df["state"].where(~cut, CUT_STATE).value_counts().to_dict()
     lines.append("trials: " + (states_text(counts) if counts else "none"))

@@ -165,7 +165,7 @@ def _knob_columns(specs: list[dict], params: list[dict]) -> dict[str, list[Any]]
     names.update(dict.fromkeys(k for d in specs + params for k in d if k not in names))
     out = {}
     for name in names:
-        # a stored spec without a head key predates the knob: it trained torchvision's head
+        # a stored spec without a head key has torchvision's head (the knobs' defaults)
         default = TORCHVISION_HEAD.get(name)
         values = [p[name] if name in p else s.get(name, default if s else None) for s, p in zip(specs, params)]
         if name == "pools":  # lists in specs, "0,3,7" strings in params: one spelling

@@ -21,18 +21,13 @@ from explorer.core.util import is_int as _is_int
 from explorer.core.util import is_number as _is_num
 from explorer.design.budgets import ANALYTIC_BUDGETS, INT_COSTS, STUDY_BUDGETS
 from explorer.latency.measure import LATENCY_LIMITS, LatencyConfig, wanted_section
-
-# The generic checks and the setting limits live in explorer.study.configcheck, the space section's
-# knobs and parser in explorer.study.configspace; the names other modules import stay importable here.
-from explorer.study.configcheck import (  # noqa: F401
-    CLI_SETTINGS,
+from explorer.study.configcheck import (
     DATA_LIMITS,
     MAX_SEED,
     TRAINER_LIMITS,
     Ctx,
     Limit,
     check_keys,
-    check_overrides,
     get_value,
     is_seed,
     limit_check,
@@ -41,8 +36,9 @@ from explorer.study.configcheck import (  # noqa: F401
     short,
     type_name,
 )
-from explorer.study.configspace import CEILINGS, KNOBS, MAX_FREQ, MAX_WIDTH, Knob, parse_space  # noqa: F401
+from explorer.study.configspace import Knob, parse_space
 from explorer.study.early_stop import SizeAwareRule
+from explorer.training.config import TrainerConfig
 
 OBJECTIVES = ("val_acc", *STUDY_BUDGETS)  # val_acc maximised, the costs minimised
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp")
@@ -54,7 +50,7 @@ class DataConfig:
 
     `source` is a dataset name (cifar10, cifar100, synthetic) or a path (an ImageFolder
     tree or its .tar.gz); at run time --data > EXPLORER_DATA > this > the CIFAR-10 archive
-    beside the repository (../shared/datasets/cifar10-jpeg.tar.gz).
+    beside the repository (explorer.training.datasource).
     """
 
     source: str | None = None
@@ -67,21 +63,6 @@ class DataConfig:
 # Trainer settings that are not part of a study's recipe: changing them makes no other study.
 # time_budget_s only guards against a runaway trial; a trial it cuts is kept off the front.
 NOT_RECIPE = ("time_budget_s",)
-
-
-@dataclass(frozen=True)
-class TrainerConfig:
-    """Keyword arguments of explorer.training.train.train, except model, data and device."""
-
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    time_budget_s: float | None = None
-    seed: int = 0
-    threads: int = 1  # torch intra-op threads per trial process (changes results; explorer.core.runtime)
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,11 @@ class TrialRunner:
     """The objective: one call runs one trial end to end."""
 
     def __init__(self, study, config: StudyConfig, *, data: Any, device: str,
-                 trainer: Callable | None, num_classes: int, build: Callable | None = None) -> None:
+                 trainer: Callable | None, space: Space, build: Callable | None = None) -> None:
         self.study, self.config, self.data, self.device = study, config, data, device
         self.trainer = trainer or _real_trainer()
         self.make = build  # spec -> what `trainer` trains (a replay passes the spec itself); None: seeded_model
-        self.space = Space.from_config(config, num_classes)
+        self.space = space
         self.storage = store.study_storage(study)
         self.heartbeats = store.uses_own_heartbeat(self.storage)
         self.beat = store.Heartbeat(self.storage) if self.heartbeats else None
