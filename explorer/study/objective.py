@@ -9,7 +9,10 @@ its cost cross-checked with fvcore (a disagreement is a bug: the trial fails lou
 the run stops), trained with early stopping, and every figure needed to rebuild the
 result is stored. A trial the trainer's time_budget_s guard cuts is stored PRUNED with
 end `time_budget` and its reason: fewer epochs than its recipe, so never on a front.
-Ctrl-C fails the trial (reason `interrupted`) and enqueues it again.
+Ctrl-C fails the trial (reason `interrupted`) and enqueues it again. In a study with a
+`schedule:` (explorer.study.schedule), explorer.study.rungs judges the trial at each rung epoch; one
+stopped there is stored PRUNED with end `rung` and its rung, and a proposal of the same network
+later is its duplicate (not trained again).
 Where the study measures latency (explorer.latency.measure), a network within the analytic budgets
 is built and timed before the duplicate check and the training; over a latency budget, it
 is recorded as infeasible without training. Training runs inside explorer.latency.quiet.training,
