@@ -171,8 +171,9 @@ def test_stopped_trials_are_stored_counted_apart_and_off_the_front(tmp_path):
     sys.path.insert(0, str(Path(__file__).parents[1]))  # dashboards/ is not an installed package
     from dashboards import figures
 
-    assert figures.rung_caption(table).startswith(f"Multi-fidelity schedule: {len(complete)} trained the whole "
-                                                  f"recipe; {len(stopped)} stopped at a rung ({len(stopped)} at rung 1)")
+    caption = figures.rung_caption(table)
+    assert caption.startswith(f"Multi-fidelity schedule: {len(complete)} trained the whole recipe; "
+                              f"{len(stopped)} stopped at a rung ({len(stopped)} at rung 1)")
     ends = figures.ending(table)
     assert set(ends[table["rung"].notna().to_numpy()]) == {"ended: stopped at rung 1"}
     assert set(ends[table["rung"].isna().to_numpy()]) == {"ended: completed"}
