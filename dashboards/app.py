@@ -335,6 +335,9 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
     cols[2].metric("on the front", int(counts.get("front", 0)))
     cols[3].metric("over the study's budget", int(counts.get("infeasible", 0)))
     cols[4].metric("outside your budget/filter", int(counts.get("excluded", 0)))
+    rungs = figures.rung_caption(frame)
+    if rungs:
+        st.caption(rungs)
     st.plotly_chart(fig, key="pareto_chart", on_select=_remember_selection,
                     selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
     settings = latency_settings(frame) if view["size"] == "latency_ms" else {}
@@ -385,7 +388,7 @@ def detail_tab(frame, roles, view, url) -> None:
                      hide_index=True)
         st.markdown("**Timings and provenance**")
         fields = ("train_seconds", "images_per_s", "duration_s", "seed", "device", "latency_setting",
-                  "spec_id", "duplicate_of", "over_budget", "pruned_reason", "git_rev")
+                  "spec_id", "duplicate_of", "over_budget", "rung", "pruned_reason", "git_rev")
         st.dataframe(pd.DataFrame({"field": fields, "value": [_show(row[c]) for c in fields]}),
                      hide_index=True)
     with right:

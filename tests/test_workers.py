@@ -104,9 +104,9 @@ def _trials(url: str, name: str):
     return optuna.load_study(study_name=name, storage=_open(url)).get_trials(deepcopy=False)
 
 
-def start_worker(name: str, url: str, cwd: Path, *, victim: bool = False) -> subprocess.Popen:
-    """`explorer worker NAME --storage URL` (fast heartbeats) as a subprocess."""
-    head = [sys.executable, "-c", VICTIM] if victim else [sys.executable, "-m", "explorer"]
+def start_worker(name: str, url: str, cwd: Path, *, victim: bool = False, code: str = VICTIM) -> subprocess.Popen:
+    """`explorer worker NAME --storage URL` (fast heartbeats) as a subprocess (a victim runs `code`)."""
+    head = [sys.executable, "-c", code] if victim else [sys.executable, "-m", "explorer"]
     # one thread each: three 2-thread workers on 2 cores made trials 3-4x slower (measured)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(head + ["worker", name, "--storage", url, *FAST], cwd=cwd, env=env,

@@ -31,19 +31,29 @@ def run(args: argparse.Namespace) -> int:
 
 def report(df, name: str, url: str, objectives: list[str], plain: bool = False) -> str:
     """The whole status text for a trial table."""
+    from explorer.store import RUNG_STATE
     from explorer.store import attrs as A
+    from explorer.store.table import rung_counts
     from explorer.study.loop import CUT_STATE, states_text
 
     lines = [f"study {name}  ({url})"]
     counts = {}
-    if len(df):  # a trial the time budget cut is counted apart from its state (PRUNED, or COMPLETE)
+    if len(df):  # cut and rung-stopped trials are counted apart from their state (PRUNED; COMPLETE if older)
         cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
-        counts = df["state"].where(~cut, CUT_STATE).value_counts().to_dict()
+        stopped = (df["end"] == A.RUNG_END) & (df["state"] == "PRUNED") & df["rung"].notna()
+        keys = df["state"].where(~cut, CUT_STATE)
+        keys = keys.where(~stopped, RUNG_STATE + df["rung"].fillna(0).astype(int).astype(str))
+        counts = keys.value_counts().to_dict()
     lines.append("trials: " + (states_text(counts) if counts else "none"))
     if len(df):
         extra = [f"{int(df['infeasible'].sum())} over budget (not trained)",
                  f"{int(df['duplicate_of'].notna().sum())} duplicates (reused)"]
         lines.append("        " + ", ".join(extra))
+        rungs = rung_counts(df)
+        if rungs:
+            lines.append("rungs: " + "; ".join(f"rung {r['rung']} (epoch {r['epoch']}): {r['judged']} networks "
+                                               f"judged, {r['went_on']} went on" for r in rungs)
+                         + " (a trial stopped at a rung is never on the front)")
         if cut.any():
             retried = set(df.loc[df["retry_reason"] == A.CUT_RETRY, "retry_of"].dropna().astype(int))
             waiting = sorted(int(n) for n in df.loc[cut, "number"] if int(n) not in retried)

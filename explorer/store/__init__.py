@@ -15,6 +15,7 @@ names live in `explorer.store.attrs`. Optuna's private names are touched only in
     write.py    set_trial_attrs: many attributes in one append or transaction
     workers.py  worker identity, heartbeats, failing and retrying dead workers' trials; cut trials
     claim.py    the study lock and the claim loop (exactly N trials across workers)
+    rungs.py    multi-fidelity rung records: read and written under the study's lock
     outage.py   riding out a database outage: retries with back-off, one line, a limit
 """
 
@@ -57,6 +58,7 @@ from explorer.store.urls import (
 )
 from explorer.store.workers import (
     CUT_STATE,
+    RUNG_STATE,
     Heartbeat,
     Worker,
     cut_retried,
@@ -72,7 +74,7 @@ from explorer.store.workers import (
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
-    "CUT_STATE", "DatabaseUnavailable", "Heartbeat", "StorageError", "StorageWriteError", "StudyRecord",
+    "CUT_STATE", "RUNG_STATE", "DatabaseUnavailable", "Heartbeat", "StorageError", "StorageWriteError", "StudyRecord",
     "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url", "check_writable", "claim_counts",
     "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock",
     "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",

@@ -25,11 +25,11 @@ from explorer.store import attrs as A
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_LOSS_SUM, A.TRAIN_SECONDS, A.IMAGES_PER_S,
-                 A.LATENCY_MS, A.LATENCY_SPREAD, A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
+                 A.LATENCY_MS, A.LATENCY_SPREAD, A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF, A.RUNG)
 TEXT_ATTRS = (A.SPEC_ID, A.END, A.DEVICE, A.OVER_BUDGET, A.PRUNED_REASON, A.FAIL_REASON, A.GIT_REV,
               A.LATENCY_SETTING, A.RETRY_REASON)
-OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list))
-INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
+OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list), (A.RUNGS, list))
+INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF, A.RUNG)
 STUDY_COLUMNS = ("study", "trainer", "data", "objectives", "directions")  # the same on every row of a study
 KNOB_PREFIX = "knob_"
 OBJECTIVE_PREFIX = "objective:"  # + an objective's name: the trial's value for it (any Optuna study)
@@ -76,10 +76,29 @@ def comparable(frame: pd.DataFrame) -> np.ndarray:
     """Rows a front may hold: COMPLETE, trained itself (not a duplicate), not cut by the time budget.
 
     (Budgets are checked apart: `infeasible`.) A cut trial trained fewer epochs than its
-    recipe, so its accuracy measures the machine's speed as much as the network.
+    recipe, so its accuracy measures the machine's speed as much as the network; a trial a
+    schedule stopped at a rung (PRUNED, end `rung`) is left out by its state for the same reason.
     """
     return ((frame["state"] == "COMPLETE").to_numpy() & frame[A.DUPLICATE_OF].isna().to_numpy()
             & (frame[A.END] != A.CUT).to_numpy())
+
+
+def rung_counts(frame: pd.DataFrame) -> list[dict[str, int]]:
+    """Per rung of a multi-fidelity schedule: its epoch, the networks judged there, how many went on.
+
+    Counted from the judged entries of trials that trained themselves (a retry or a second run of
+    the same network follows the first decision and is not counted again); [] without a schedule.
+    """
+    rungs: dict[int, dict[str, int]] = {}
+    own = frame[A.DUPLICATE_OF].isna() if len(frame) else []
+    for entries in frame.loc[own, A.RUNGS] if len(frame) else []:
+        for e in entries:
+            if isinstance(e, dict) and e.get("follows") is None and isinstance(e.get("rung"), int):
+                r = rungs.setdefault(e["rung"], {"rung": e["rung"], "epoch": int(e.get("epoch", 0)),
+                                                 "judged": 0, "went_on": 0})
+                r["judged"] += 1
+                r["went_on"] += int(bool(e.get("go_on")))
+    return [rungs[k] for k in sorted(rungs)]
 
 
 def empty_frame() -> pd.DataFrame:
@@ -216,6 +235,6 @@ def to_json_text(frame: pd.DataFrame) -> str:
 def to_csv_text(frame: pd.DataFrame) -> str:
     """The table as CSV; list and dict cells as JSON text."""
     out = export_columns(frame)
-    for col in ("curve", "val_loss_curve", "spec", "versions", "acc_seeds", "values"):
+    for col in ("curve", "val_loss_curve", "spec", "versions", "acc_seeds", "rungs", "values"):
         out[col] = out[col].map(lambda v: json.dumps(v) if v is not None else "")
     return out.to_csv(index=False)

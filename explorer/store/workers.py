@@ -96,9 +96,18 @@ def retry_trial(study, trial, reason: str) -> None:
 CUT_STATE = "CUT"  # a run summary's key for trials the time_budget_s guard cut (stored PRUNED)
 
 
+RUNG_STATE = "RUNG"  # + a rung's index: a run summary's key for trials a schedule stopped there (PRUNED)
+
+
 def state_key(trial) -> str:
-    """A finished trial's key in a run summary's counts: its state's name, or CUT_STATE if cut."""
-    return CUT_STATE if is_cut(trial) else trial.state.name
+    """A finished trial's key in a run summary's counts: its state's name, CUT_STATE if cut,
+    RUNG_STATE + k if a multi-fidelity schedule stopped it at rung k."""
+    if is_cut(trial):
+        return CUT_STATE
+    rung = trial.user_attrs.get(A.RUNG)
+    if trial.user_attrs.get(A.END) == A.RUNG_END and isinstance(rung, int):
+        return f"{RUNG_STATE}{rung}"
+    return trial.state.name
 
 
 def is_cut(trial) -> bool:

@@ -38,6 +38,7 @@ from explorer.study.configcheck import (
 )
 from explorer.study.configspace import Knob, parse_space
 from explorer.study.early_stop import SizeAwareRule
+from explorer.study.schedule import Schedule, parse_schedule
 from explorer.training.config import TrainerConfig
 
 OBJECTIVES = ("val_acc", *STUDY_BUDGETS)  # val_acc maximised, the costs minimised
@@ -104,6 +105,7 @@ class StudyConfig:
     budgets: tuple[tuple[str, float], ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     early_stop: EarlyStopConfig | None = None
+    schedule: Schedule | None = None  # multi-fidelity: rung epochs and the share kept (explorer.study.schedule)
     latency: LatencyConfig | None = None  # set when latency_ms is an objective, a budget, or asked for
     n_trials: int | None = None
     timeout_s: float | None = None
@@ -134,6 +136,7 @@ class StudyConfig:
             "objectives": list(self.objectives), "budgets": dict(self.budgets),
             "sampler": asdict(self.sampler),
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
+            **({"schedule": self.schedule.to_dict()} if self.schedule else {}),
             "n_trials": self.n_trials, "timeout_s": self.timeout_s,
             **({"jobs": self.jobs} if self.jobs is not None else {}),
             "check_fvcore": self.check_fvcore, **({"latency": asdict(self.latency)} if self.latency else {}),
@@ -199,24 +202,26 @@ def resolve_target(study: str, storage: str | None) -> tuple[str, str, list[str]
 def _parse(data: Any, source: str) -> StudyConfig:
     ctx = Ctx(source)
     top = ("name", "description", "storage", "data", "trainer", "space", "objectives",
-           "budgets", "sampler", "early_stop", "n_trials", "timeout_s", "jobs", "check_fvcore", "latency")
+           "budgets", "sampler", "early_stop", "schedule", "n_trials", "timeout_s", "jobs", "check_fvcore", "latency")
     check_keys(ctx, data, top, "", None, "")
     if "name" not in data:
         ctx.fail(data, "name", "name", "missing; every study needs a name (letters, digits, -, _)")
     name = get_value(ctx, data, "name", "", None, lambda v: isinstance(v, str) and _good_name(v),
                 "a name of letters, digits, '-', '_' and '.'")
+    trainer = _parse_trainer(ctx, data)
     cfg = StudyConfig(
         name=name,
         description=get_value(ctx, data, "description", "", "", lambda v: isinstance(v, str), "text"),
         storage=get_value(ctx, data, "storage", "", None, nullable(lambda v: isinstance(v, str) and v),
                      "a storage URL or path"),
         data=_parse_data(ctx, data),
-        trainer=_parse_trainer(ctx, data),
+        trainer=trainer,
         space=parse_space(ctx, data),
         objectives=_parse_objectives(ctx, data),
         budgets=_parse_budgets(ctx, data),
         sampler=_parse_sampler(ctx, data),
         early_stop=_parse_early_stop(ctx, data),
+        schedule=parse_schedule(ctx, data, trainer.epochs),
         latency=_parse_latency(ctx, data),
         n_trials=get_value(ctx, data, "n_trials", "", None, nullable(pos_int), "an integer >= 1"),
         timeout_s=get_value(ctx, data, "timeout_s", "", None, nullable(lambda v: _is_num(v) and v > 0),
@@ -360,5 +365,8 @@ def _check_whole(ctx: Ctx, data: dict, cfg: StudyConfig) -> None:
                          "a grid needs a finite knob: give a step or a list of choices")
     if cfg.sampler.name == "nsga2" and len(cfg.objectives) < 2:
         ctx.fail(data, "sampler", "sampler.name", "nsga2 needs two or more objectives; use tpe for val_acc alone")
+    if cfg.schedule is not None and cfg.early_stop is not None:
+        ctx.fail(data, "schedule", "schedule", "and early_stop both stop trials early; keep one of them "
+                 "(set early_stop: false)")
     if cfg.n_trials is None and cfg.timeout_s is None and cfg.sampler.name != "grid":
         ctx.fail(data, "n_trials", "n_trials", "missing; give n_trials or timeout_s (or both)")

@@ -66,11 +66,21 @@ CUT_STATE = store.CUT_STATE  # a summary key: trials the time_budget_s guard cut
 
 
 def states_text(states: dict[str, int]) -> str:
-    """Counts by state, cut trials apart: '14 complete, 1 pruned, 2 cut by the time budget'."""
-    order = ("COMPLETE", "PRUNED", CUT_STATE, "FAIL", "RUNNING", "WAITING")
-    keys = sorted(states, key=lambda k: (order.index(k) if k in order else len(order), k))
-    return ", ".join(f"{states[k]} {A.CUT_RETRY if k == CUT_STATE else k.lower()}" for k in keys
-                     if states[k]) or "no trials"
+    """Counts by state, cut and rung-stopped trials apart: '4 complete, 9 stopped at rung 1, 2 cut by the
+    time budget'."""
+    order = ("COMPLETE", "PRUNED", store.RUNG_STATE, CUT_STATE, "FAIL", "RUNNING", "WAITING")
+
+    def place(k: str) -> tuple:
+        rung = k.startswith(store.RUNG_STATE) and k[len(store.RUNG_STATE):].isdigit()
+        k0 = store.RUNG_STATE if rung else k
+        return (order.index(k0) if k0 in order else len(order), int(k[len(k0):]) if rung else 0, k)
+
+    def word(k: str) -> str:
+        if k == CUT_STATE:
+            return A.CUT_RETRY
+        return f"stopped at rung {k[len(store.RUNG_STATE):]}" if place(k)[0] == 2 else k.lower()
+
+    return ", ".join(f"{states[k]} {word(k)}" for k in sorted(states, key=place) if states[k]) or "no trials"
 
 
 # --- checks before anything runs ---------------------------------------------------------
