@@ -3,7 +3,8 @@
 
 The trainer settings stored in the file's provenance are the defaults (each can be
 overridden); the result is evaluated once on the held-out test split and written as a
-checkpoint (model.pt), a model card (model_card.md) and train.json.
+checkpoint (model.pt), a model card (model_card.md) and train.json; with --int8 the trained
+network is also quantized to int8 and measured beside fp32 (explorer.results.int8).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch threads (default: the study's trainer.threads, else 1); changes results")
     p.add_argument("--time-budget", type=float, metavar="S", help="stop training after S seconds (default: none)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/model.onnx (needs the [onnx] extra)")
+    p.add_argument("--int8", action="store_true",
+                   help="also quantize the trained network to int8 (onnxruntime static quantization, calibrated on "
+                        "training images): DIR/model.onnx, DIR/model.int8.onnx, DIR/int8.json, their sizes, val and "
+                        "test accuracy and latency in the model card and the study (needs the [onnx] extra)")
     p.set_defaults(func=run)
 
 
@@ -60,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                           time_budget=args.time_budget, threads=args.threads)
+    if args.int8:
+        from explorer.results.int8 import missing
+
+        if missing():  # before the training, not after it
+            raise UserError(f"--int8: {missing()}")
     # before check_device: a bad file is answered without importing torch
     exp = study_export(args.file, args.storage, args.trial)[0] if args.trial is not None else read_export(args.file)
     device = check_device(args.device)
@@ -105,10 +115,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"test accuracy {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images "
           f"(val {100 * metrics['val_acc']:.2f}%); wrote {out / 'model.pt'}, {out / 'model_card.md'}, "
           f"{out / 'train.json'}")
-    if args.onnx:
+    if args.onnx and not args.int8:  # --int8 writes model.onnx itself, as its fp32 reference
         from explorer.results.onnx_export import export_onnx
 
         print(export_onnx(out / "model.pt", out / "model.onnx"))
+    if args.int8:
+        from explorer.results.int8_files import quantize_trained
+
+        print(f"int8: quantizing {exp.label} (onnxruntime; calibration, evaluation and timing take about a "
+              "minute)", file=sys.stderr)
+        for line in quantize_trained(out, model, data, seed=settings["seed"], metrics=metrics, exp=exp,
+                                     storage_url=args.storage)[1]:
+            print(line, file=sys.stderr if line.startswith("explorer: warning") else sys.stdout)
     return 0
 
 
