@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.core.util import plain
-from explorer.results.onnx_export import INPUT, OnnxExportError, first_line, write_onnx
+from explorer.results.onnx_export import INPUT, OnnxExportError, check_onnx, first_line, write_onnx
 
 CALIBRATION_IMAGES = 500  # a seeded sample of the training split (50 per class on CIFAR-10, on average)
 METHOD = {"library": "onnxruntime", "format": "QOperator", "weights": "int8, per tensor",
@@ -52,13 +52,16 @@ def quantize_network(model, data, out: Path, *, seed: int, threads: int = 1, n_c
     `data` is the network's dataset (explorer.training.data.Data: train, val, test(), mean, std);
     calibration draws `n_calibration` training images with `seed`. QuantizeError when it cannot.
     """
-    size = int(data.train.x.shape[-1])
+    import copy
+
+    size = data.resolution
     fp32, int8 = out / FP32_FILE, out / INT8_FILE
     int8.unlink(missing_ok=True)  # an int8 file beside a new fp32 one would not be its own
     try:
-        write_onnx(model, fp32, size)
+        x = write_onnx(model, fp32, size)
     except OnnxExportError as exc:
         raise QuantizeError(f"torch cannot export it to ONNX: {exc}") from None
+    onnx_check = check_onnx(copy.deepcopy(model).cpu().eval(), fp32, x)
     calib = normalised(calibration_sample(data.train.x, n_calibration, seed), data.mean, data.std)
     left_fp32 = quantize_file(fp32, int8, calib)
     test = data.test()
@@ -69,7 +72,7 @@ def quantize_network(model, data, out: Path, *, seed: int, threads: int = 1, n_c
         result[f"{name}_test_acc"] = accuracy(path, test.x, test.y, data.mean, data.std)
     result.update(val_acc_drop=result["fp32_val_acc"] - result["int8_val_acc"],
                   test_acc_drop=result["fp32_test_acc"] - result["int8_test_acc"],
-                  size_ratio=result["int8_bytes"] / result["fp32_bytes"], fp32_ops=left_fp32,
+                  size_ratio=result["int8_bytes"] / result["fp32_bytes"], fp32_ops=left_fp32, onnx_check=onnx_check,
                   val_images=len(data.val.y), test_images=len(test.y),
                   calibration={"images": len(calib), "seed": seed, "split": "train"},
                   method={**METHOD, "version": ort_version()},

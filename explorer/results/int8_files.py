@@ -62,15 +62,20 @@ def finish(out: Path, result: dict[str, Any], *, epochs: Any, trained_test_acc: 
     record = plain({**result, "model": str(out.resolve()), "model_sha256": digest(out / "model.pt"),
                     "spec_id": spec_id(spec), "epochs": epochs, "trained_test_acc": trained_test_acc,
                     "study": provenance.get("study"), "trial": provenance.get("trial")})
-    write_atomic(out / INT8_JSON, json.dumps(record, indent=2) + "\n")
+    write_record(out, record)
+    return record
+
+
+def write_record(out: Path, record: dict[str, Any]) -> None:
+    """int8.json, `int8` in train.json, and the model card's int8 section (each atomically, where present)."""
+    write_atomic(out / INT8_JSON, json.dumps(plain(record), indent=2) + "\n")
     train_json = out / "train.json"
     if train_json.exists():
         doc = json.loads(train_json.read_text(encoding="utf-8"))
-        write_atomic(train_json, json.dumps({**doc, "int8": record}, indent=2) + "\n")
+        write_atomic(train_json, json.dumps({**doc, "int8": plain(record)}, indent=2) + "\n")
     card = out / "model_card.md"
     if card.exists():
         write_atomic(card, with_card_section(card.read_text(encoding="utf-8"), record))
-    return record
 
 
 def digest(path: Path) -> str:
@@ -86,10 +91,13 @@ def store_in_study(exp: Export, record: dict[str, Any], storage_url: str | None)
     """Store the record as the study's user attr int8/N when the file's trial is there; a one-line note."""
     from explorer.results.calibration import study_target
 
+    if "study" not in exp.provenance or "trial" not in exp.provenance:
+        return "int8: not stored in a study: the file names none (int8.json and the model card hold the result)"
     try:
         target, why = study_target(exp, storage_url)
-        if target is None:
-            return f"int8: {why}"
+        if target is None:  # calibrate's reasons, which end in where its result went instead
+            why = why.removesuffix(": stored in the file only")
+            return f"int8: {why}" if why.startswith("not stored") else f"int8: not stored in the study: {why}"
         return _set(target.storage, target.url, exp.provenance["study"], exp.provenance["trial"], record)
     except Exception as exc:  # noqa: BLE001 - a foreign trial, a read-only or vanished storage, ...
         url = storage_url or exp.provenance.get("storage")
@@ -221,8 +229,8 @@ def quantize_models(rec: StudyRecord, found: dict[int, Path], *, data_cli: str |
             say(f"int8 {i}/{len(found)}: {label}: reusing {folder / INT8_JSON}")
         elif record is not None:
             say(f"int8 {i}/{len(found)}: {label}: timing {folder} again")
-            record = {**record, **int8.measure_latency(folder, int(record["fp32_latency"]["input_size"]))}
-            write_atomic(folder / INT8_JSON, json.dumps(plain(record), indent=2) + "\n")
+            record = plain({**record, **int8.measure_latency(folder, int(record["fp32_latency"]["input_size"]))})
+            write_record(folder, record)
         else:
             say(f"int8 {i}/{len(found)}: {label}: quantizing {folder / 'model.pt'} (about a minute)")
             try:

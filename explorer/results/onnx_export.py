@@ -45,17 +45,20 @@ def export_onnx(checkpoint: str | Path, path: str | Path) -> str:
 def write_onnx(model, path: str | Path, input_size: int):
     """Export `model` (eval mode) to `path` atomically with compact names; the seeded sample input it
     was traced with. OnnxExportError (one line, naming the op) when torch cannot export it."""
+    import copy
+
     import onnx
     import torch
 
     from explorer.core.util import atomic_write
 
     x = torch.randn(8, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    net = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()  # the caller's stays as it is
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(model.eval(), (x,), buf, input_names=[INPUT], output_names=[OUTPUT],
+            torch.onnx.export(net, (x,), buf, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
     except Exception as exc:  # noqa: BLE001 - torch raises UnsupportedOperatorError, RuntimeError, ...
