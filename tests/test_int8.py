@@ -150,7 +150,8 @@ def test_export_int8_fills_files_and_summary_from_trained_models(trained, capsys
                  "--models", str(tmp / "models")]) == 0
     err = capsys.readouterr().err
     assert "reusing" in err  # int8.json belongs to this model.pt: not quantized twice
-    assert sum("trial #1 has no trained model" in line for line in err.splitlines()) == 1
+    missing = [line for line in err.splitlines() if "trial #1 has no trained model" in line]
+    assert len(missing) == 1 and f"explorer train s --storage {journal} --trial 1" in missing[0]
     rows = {int(r["trial"]): r for r in csv.DictReader(open(out / "summary.csv"))}
     rec = json.loads((models / "int8.json").read_text())
     assert int(rows[0]["int8_onnx_bytes"]) == os.path.getsize(models / "model.int8.onnx")
@@ -186,6 +187,7 @@ def test_a_card_keeps_one_int8_section():
     twice = with_card_section(once, {**r, "int8_bytes": 99})
     assert once.count(CARD_HEADING) == 1 and twice.count(CARD_HEADING) == 1
     assert once.index(CARD_HEADING) < once.index("## Network") and "99 bytes" in twice and "table" in twice
+    assert "\n\n\n" not in once and "\n\n\n" not in twice
     assert "| validation accuracy (10 images) | 50.00% | 40.00% | -10.00 points |" in once
 
 

@@ -85,7 +85,7 @@ def _int8(args: argparse.Namespace, rec, trials) -> dict:
     if missing():
         raise UserError(f"--int8: {missing()}")
     spec_ids = {t.number: spec_id(SqueezeSpec.from_dict(t.spec)) for t in trials}  # as export files name them
-    found, notes = int8_files.find_models(Path(args.models), rec.name, spec_ids)
+    found, notes = int8_files.find_models(Path(args.models), rec.name, spec_ids, storage=args.storage)
     int8_files.require_models(found, [t.number for t in trials], Path(args.models), rec.name)
     prepare_out(Path(args.out))  # a bad --out costs no quantization
     for line in notes:

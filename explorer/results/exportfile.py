@@ -148,6 +148,8 @@ def int8_columns(r: dict[str, Any] | None) -> dict[str, Any]:
             "fp32_bytes", "int8_bytes", "size_ratio", "fp32_latency_ms", "int8_latency_ms", "latency_ratio",
             "latency_setting")
     row = {col: r.get(key) for col, key in zip(INT8_COLUMNS, keys)}
+    if isinstance(row["trained_epochs"], float) and row["trained_epochs"].is_integer():
+        row["trained_epochs"] = int(row["trained_epochs"])  # the trainer counts epochs as floats
     row["int8_file"] = str(Path(r["model"]) / r["int8_file"]) if r.get("model") and r.get("int8_file") else None
     return row
 

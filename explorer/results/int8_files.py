@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any, Callable
 
@@ -123,8 +124,8 @@ def card_lines(r: dict[str, Any]) -> list[str]:
     if r.get("int8_latency_ms") is not None:
         f, q = r["fp32_latency"], r["int8_latency"]
         lines.append(f"| latency, median ms per image | {_ms(f)} | {_ms(q)} | {r['latency_ratio']:.2f}x |")
-    lines += ["", f"- {m['library']} {m['version']} `quantize_static`: {m['format']} format, {m['weights']} weights, "
-              f"{m['activations']} activations, {m['calibration']} ranges from {cal['images']} training images drawn "
+    lines += ["", f"- {m['library']} {m['version']} `quantize_static`: {m['format']} format, weights {m['weights']}, "
+              f"activations {m['activations']}, {m['calibration']} ranges from {cal['images']} training images drawn "
               f"with seed {cal['seed']}",
               "- accuracies and latencies of both files through onnxruntime on the same images and setting"]
     if r.get("fp32_ops"):
@@ -134,8 +135,9 @@ def card_lines(r: dict[str, Any]) -> list[str]:
         quiet = "every training of ours paused" if r["int8_latency"].get("quiet") else "NOT quiet (another " \
             "measurement held the machine)"
         lines.append(f"- latency on {r['latency_setting']} (fp32: the same with fp32); {quiet}; load average "
-                     f"{r.get('load_1min')}, process CPU share {r['int8_latency'].get('cpu_share')} (below 1: other "
-                     "processes took turns); the study's `latency_ms` is PyTorch's and compares only with PyTorch's")
+                     f"{_num(r.get('load_1min'))}, process CPU share {r['int8_latency'].get('cpu_share')} (below 1: "
+                     "other processes took turns); the study's `latency_ms` is PyTorch's and compares only with "
+                     "PyTorch's")
     return lines + [""]
 
 
@@ -148,7 +150,7 @@ def with_card_section(card: str, r: dict[str, Any]) -> str:
         return head + section + (rest[nxt + 1:] if nxt >= 0 else "")
     if "\n## Network" in card:
         head, _, rest = card.partition("\n## Network")
-        return head + "\n" + section + "\n## Network" + rest
+        return head + "\n" + section + "## Network" + rest
     return card.rstrip("\n") + "\n\n" + section
 
 
@@ -167,6 +169,10 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
 
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "unknown"
+
+
 def _points(v: float) -> str:
     return f"{100 * v:+.2f} points"
 
@@ -178,7 +184,8 @@ def _ms(lat: dict[str, Any]) -> str:
 
 # --- `explorer export --int8`: the trained models of chosen trials -------------------------------
 
-def find_models(models: Path, study: str, spec_ids: dict[int, str]) -> tuple[dict[int, Path], list[str]]:
+def find_models(models: Path, study: str, spec_ids: dict[int, str],
+                storage: str | None = None) -> tuple[dict[int, Path], list[str]]:
     """(trial number -> the folder of its newest `explorer train` output under `models`, notes).
 
     A folder matches a trial when its train.json's provenance names the study and trial and its
@@ -197,7 +204,8 @@ def find_models(models: Path, study: str, spec_ids: dict[int, str]) -> tuple[dic
             continue
         if n not in found or _mtime(tj.parent) > _mtime(found[n]):
             found[n] = tj.parent
-    notes = [f"int8: trial #{n} has no trained model under {models} (train it: explorer train {study} --trial "
+    where = f" --storage {shlex.quote(mask_url(storage))}" if storage else ""
+    notes = [f"int8: trial #{n} has no trained model under {models} (train it: explorer train {study}{where} --trial "
              f"{n} --epochs 10 --out {Path(models) / f'{study}-{n}'}); its int8 figures are left empty"
              for n in spec_ids if n not in found]
     return found, notes
