@@ -141,6 +141,13 @@ def test_an_op_without_int8_form_is_one_line_and_the_fp32_export_completes(tmp_p
     # the fp32 ONNX file is a working network
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"images": np.zeros((2, 3, 8, 8), np.float32)})[0].shape == (2, 10)
+    # export --int8 of the same model: the same one line, and every export file and summary.csv
+    assert main(["export", "s", "--storage", str(journal), "--trial", "0", "--out", str(tmp_path / "x"), "--int8",
+                 "--models", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert sum("cannot be quantized" in line and "ConvTranspose" in line for line in err.splitlines()) == 1, err
+    row = next(csv.DictReader(open(tmp_path / "x/summary.csv")))
+    assert row["trial"] == "0" and row["int8_test_acc"] == "" and (tmp_path / "x/s_trial00000.yaml").exists()
 
 
 def test_export_int8_fills_files_and_summary_from_trained_models(trained, capsys):
