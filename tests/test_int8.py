@@ -207,3 +207,20 @@ def test_train_int8_without_the_extra_stops_before_training(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["explorer: error: --int8: int8 needs onnxruntime: pip install -e '.[onnx]'"]
     assert not (tmp_path / "m").exists()
+
+
+def test_timing_again_changes_only_the_latencies(trained):
+    from explorer.results import int8_files
+    from explorer.store import open_storage, read_study
+
+    _, journal, out = trained
+    before = json.loads((out / "int8.json").read_text())
+    rec = read_study(open_storage(str(journal)), "s", url=str(journal))
+    lines: list[str] = []
+    again = int8_files.quantize_models(rec, {0: out}, remeasure=True, say=lines.append)[0]
+    assert any("timing" in line for line in lines)
+    changed = {k for k in before if before[k] != again[k]}
+    assert changed <= {"fp32_latency_ms", "int8_latency_ms", "latency_ratio", "cpu_ratio", "fp32_latency",
+                       "int8_latency", "load_1min"}
+    assert "fp32_latency" in changed  # measured_at at least differs
+    assert json.loads((out / "int8.json").read_text()) == again

@@ -237,7 +237,7 @@ def quantize_models(rec: StudyRecord, found: dict[int, Path], *, data_cli: str |
             say(f"int8 {i}/{len(found)}: {label}: reusing {folder / INT8_JSON}")
         elif record is not None:
             say(f"int8 {i}/{len(found)}: {label}: timing {folder} again")
-            record = plain({**record, **int8.measure_latency(folder, int(record["fp32_latency"]["input_size"]))})
+            record = plain({**record, **int8.measure_latency(folder, _input_size(folder))})
             write_record(folder, record)
         else:
             say(f"int8 {i}/{len(found)}: {label}: quantizing {folder / 'model.pt'} (about a minute)")
@@ -251,6 +251,12 @@ def quantize_models(rec: StudyRecord, found: dict[int, Path], *, data_cli: str |
     if results:
         say(_store_all(rec, results))
     return results
+
+
+def _input_size(folder: Path) -> int:
+    """The network's input size, from the train.json `explorer train` wrote beside it."""
+    doc = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+    return int(doc["preprocess"]["input_size"])
 
 
 def quantize_folder(folder: Path, data_cli: str | None, cache: dict[tuple, Any]) -> dict[str, Any]:
