@@ -224,3 +224,12 @@ def test_timing_again_changes_only_the_latencies(trained):
                        "int8_latency", "load_1min"}
     assert "fp32_latency" in changed  # measured_at at least differs
     assert json.loads((out / "int8.json").read_text()) == again
+
+
+def test_models_and_data_without_int8_are_one_line(trained, tmp_path, capsys):
+    _, journal, _ = trained
+    for flag in ("--models", "--data"):
+        assert main(["export", "s", "--storage", str(journal), "--trial", "0", "--out", str(tmp_path / "x"),
+                     flag, "somewhere"]) == 2
+        assert capsys.readouterr().err.strip() == f"explorer: error: {flag} is for --int8: add --int8, or drop it"
+    assert not (tmp_path / "x").exists()

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "accuracy beside fp32, file sizes, latency) into its file and summary.csv; a study keeps no "
                         "weights, so this needs the models `explorer train` wrote under --models (needs the [onnx] "
                         "extra)")
-    p.add_argument("--models", default="models", metavar="DIR",
+    p.add_argument("--models", metavar="DIR",
                    help="with --int8: where to look for `explorer train` output folders, matched to the chosen trials "
                         "by study, trial and spec_id (default: models)")
     p.add_argument("--data", help="with --int8: the dataset for calibration and evaluation (default: as `explorer "
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--noise-std={args.noise_std}: give a number >= 0")
     if not (math.isfinite(args.noise_k) and args.noise_k > 0):
         raise UserError(f"--noise-k={args.noise_k}: give a number > 0")
+    if not args.int8 and (args.models is not None or args.data is not None):
+        raise UserError(f"{'--models' if args.models is not None else '--data'} is for --int8: add --int8, or drop it")
     budget = parse_budget(args.budget) if args.budget is not None else None  # "" is an error
     selectors = [parse_selector(t) for t in args.trial or []]
     name, url, _ = resolve_target(args.study, args.storage)
@@ -85,8 +87,9 @@ def _int8(args: argparse.Namespace, rec, trials) -> dict:
     if missing():
         raise UserError(f"--int8: {missing()}")
     spec_ids = {t.number: spec_id(SqueezeSpec.from_dict(t.spec)) for t in trials}  # as export files name them
-    found, notes = int8_files.find_models(Path(args.models), rec.name, spec_ids, storage=args.storage)
-    int8_files.require_models(found, [t.number for t in trials], Path(args.models), rec.name)
+    models = Path(args.models or "models")
+    found, notes = int8_files.find_models(models, rec.name, spec_ids, storage=args.storage)
+    int8_files.require_models(found, [t.number for t in trials], models, rec.name)
     prepare_out(Path(args.out))  # a bad --out costs no quantization
     for line in notes:
         print(line, file=sys.stderr)
