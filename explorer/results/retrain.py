@@ -103,8 +103,9 @@ def write_outputs(out: Path, spec: SqueezeSpec, model, metrics: dict[str, Any], 
                   card: str) -> None:
     """model_card.md, train.json, then model.pt, each atomically: model.pt comes last, so where it
     is, the card and metrics beside it are its own (a run killed before it leaves no model.pt;
-    the previous run's model.pt and model.onnx are removed first, as they no longer match)."""
-    for stale in ("model.pt", "model.onnx"):
+    the previous run's model.pt, model.onnx, model.int8.onnx and int8.json are removed first, as they
+    no longer match)."""
+    for stale in ("model.pt", "model.onnx", "model.int8.onnx", "int8.json"):
         (out / stale).unlink(missing_ok=True)
     write_atomic(out / "model_card.md", card)
     write_atomic(out / "train.json", json.dumps(plain({"metrics": metrics, **extra}), indent=2) + "\n")
