@@ -32,6 +32,7 @@ METHOD = {"library": "onnxruntime", "format": "QOperator", "weights": "int8, per
           "activations": "uint8, per tensor", "calibration": "MinMax"}
 FP32_FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 EVAL_BATCH = 500
+LATENCY_ROUNDS = 5  # fp32 and int8 timed in turn this many times (a few seconds for these networks)
 _NO_KERNEL = re.compile(r"implementation for (\w+)\(")  # onnxruntime: "Could not find an implementation for X(1) node"
 
 
@@ -184,25 +185,37 @@ def accuracy(path: Path, x, y, mean, std) -> float:
     return correct / max(len(y), 1)
 
 
-def measure_latency(out: Path, input_size: int, *, threads: int = 1) -> dict[str, Any]:
-    """Latency of out/model.onnx and out/model.int8.onnx, side by side in one quiet window: batch 1,
-    `threads` threads, explorer.latency.measure's warm-up and stopping rule; their ratio."""
+def measure_latency(out: Path, input_size: int, *, threads: int = 1, rounds: int = LATENCY_ROUNDS) -> dict[str, Any]:
+    """Latency of out/model.onnx and out/model.int8.onnx in one quiet window: batch 1, `threads` threads,
+    explorer.latency.measure's warm-up and stopping rule, fp32 and int8 measured in turn `rounds` times.
+
+    Each file's figure is its median round; the ratio is the median of the rounds' ratios, each
+    round's two measurements taken back to back, so a load that drifts between rounds cancels out
+    of it (measured: single fp32-then-int8 pairs at load 4 gave ratios from 0.46 to 1.36 for one
+    network); `latency_ratio_range` is the rounds' lowest and highest ratio.
+    """
+    import statistics
+
     import numpy as np
 
     from explorer.latency import quiet
     from explorer.latency.measure import time_calls
 
     x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), dtype=np.float32)
-    lat = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # others' processes: noise quiet cannot stop
+    runs: dict[str, list] = {"fp32": [], "int8": []}
     with quiet.measuring() as calm:
-        for name, file in (("fp32", FP32_FILE), ("int8", INT8_FILE)):
-            s = session(out / file, threads)
-            lat[name] = time_calls(lambda s=s: s.run(None, {INPUT: x}), ort_setting(name, input_size, threads),
-                                   quiet=calm)
+        sessions = {"fp32": session(out / FP32_FILE, threads), "int8": session(out / INT8_FILE, threads)}
+        for _ in range(rounds):
+            for name, s in sessions.items():
+                runs[name].append(time_calls(lambda s=s: s.run(None, {INPUT: x}),
+                                             ort_setting(name, input_size, threads), quiet=calm))
+    ratios = [q.ms / f.ms for f, q in zip(runs["fp32"], runs["int8"])]
+    cpu = [q.cpu_ms / f.cpu_ms for f, q in zip(runs["fp32"], runs["int8"]) if f.cpu_ms > 0]
+    lat = {name: sorted(ms, key=lambda m: m.ms)[len(ms) // 2] for name, ms in runs.items()}  # the median round
     return {"fp32_latency_ms": lat["fp32"].ms, "int8_latency_ms": lat["int8"].ms,
-            "latency_ratio": lat["int8"].ms / lat["fp32"].ms,
-            "cpu_ratio": lat["int8"].cpu_ms / lat["fp32"].cpu_ms if lat["fp32"].cpu_ms > 0 else None,
+            "latency_ratio": statistics.median(ratios), "latency_ratio_range": [min(ratios), max(ratios)],
+            "cpu_ratio": statistics.median(cpu) if cpu else None, "latency_rounds": rounds,
             "latency_setting": lat["int8"].setting.label(), "load_1min": load,
             "fp32_latency": lat["fp32"].to_dict(), "int8_latency": lat["int8"].to_dict()}
 

@@ -123,7 +123,9 @@ def card_lines(r: dict[str, Any]) -> list[str]:
                for split, key in (("validation", "val"), ("test", "test")))]
     if r.get("int8_latency_ms") is not None:
         f, q = r["fp32_latency"], r["int8_latency"]
-        lines.append(f"| latency, median ms per image | {_ms(f)} | {_ms(q)} | {r['latency_ratio']:.2f}x |")
+        low, high = r.get("latency_ratio_range") or (r["latency_ratio"],) * 2
+        lines.append(f"| latency, median ms per image | {_ms(f)} | {_ms(q)} | {r['latency_ratio']:.2f}x "
+                     f"({low:.2f}x to {high:.2f}x over {r.get('latency_rounds', 1)} rounds) |")
     lines += ["", f"- {m['library']} {m['version']} `quantize_static`: {m['format']} format, weights {m['weights']}, "
               f"activations {m['activations']}, {m['calibration']} ranges from {cal['images']} training images drawn "
               f"with seed {cal['seed']}",
