@@ -191,7 +191,7 @@ def measure_latency(out: Path, input_size: int, *, threads: int = 1, rounds: int
 
     Each file's figure is its median round; the ratio is the median of the rounds' ratios, each
     round's two measurements taken back to back, so a load that drifts between rounds cancels out
-    of it (measured: single fp32-then-int8 pairs at load 4 gave ratios from 0.46 to 1.36 for one
+    of it (measured: single fp32-then-int8 pairs at load 4 gave ratios from 0.48 to 1.36 for one
     network); `latency_ratio_range` is the rounds' lowest and highest ratio.
     """
     import statistics
