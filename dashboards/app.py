@@ -22,6 +22,7 @@ import streamlit as st
 
 from dashboards import exports, figures
 from dashboards import fidelity as fidelity_view
+from dashboards import int8 as int8_view
 from dashboards import landscape as landscape_view
 from dashboards import loading as ld
 from explorer.core.errors import UserError
@@ -513,6 +514,7 @@ def export_tab(frame, roles, knobs, view, url) -> None:
     st.dataframe(table, hide_index=True)
     st.download_button("Download front (CSV)", exports.table_csv(table), file_name="pareto_front.csv",
                        mime="text/csv", key="dl_front_csv", on_click="ignore")
+    int8_view.show(get_storage(url), list(dict.fromkeys(frame["study"])))  # where int8 results are stored
     picked = selected_frame(frame)
     which = "selected" if len(picked) else "front"
     rows = picked if len(picked) else front

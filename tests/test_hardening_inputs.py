@@ -187,7 +187,7 @@ def test_export_and_model_card_keep_no_password(tmp_path):
     assert "secret" not in lines and "u:***@h/db" in lines
     doc["provenance"]["storage"] = "postgresql://u:***@h/db"  # as exported: calibrate's hint is pasteable
     path.write_text(yamlio.dump(doc, "yaml"))
-    target, why = calibration._calibration_target(read_export(path), None)
+    target, why = calibration.study_target(read_export(path), None)
     assert target is None and "--storage postgresql://u@h/db (with the password in PGPASSWORD" in why
 
 

@@ -121,6 +121,34 @@ def test_onnx_export_matches_pytorch_or_skips_in_one_line(tmp_path, monkeypatch)
         assert "agrees with" in report, report
 
 
+def test_onnx_files_have_compact_names_and_the_same_outputs():
+    import io
+    import warnings
+
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    from explorer.design.model import seeded_model
+    from explorer.results.onnx_export import compact_names
+
+    model = seeded_model(CIFAR8, 0).eval()
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(model, (x,), buf, input_names=["images"], output_names=["logits"], opset_version=17,
+                          dynamo=False)
+    before = onnx.load_from_string(buf.getvalue())
+    after = compact_names(onnx.load_from_string(buf.getvalue()))
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (before, after)]
+    outs = [s.run(None, {"images": x.numpy()})[0] for s in run]
+    assert np.array_equal(outs[0], outs[1])
+    assert after.ByteSize() < before.ByteSize()
+    assert [n.op_type for n in after.graph.node] == [n.op_type for n in before.graph.node]
+    assert max(len(t.name) for t in after.graph.initializer) <= 3
+
+
 # --- review fixes: a changed recipe, the order of study and file, time budgets, timestamps ---
 
 def _study_attrs(tmp_path: Path) -> dict:

@@ -31,6 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="study-level std of val accuracy for trials not calibrated (default: the RMS "
                         "of the study's calibrated stds)")
     p.add_argument("--noise-k", type=float, default=2.0, metavar="K", help="band width in stds (default 2)")
+    p.add_argument("--int8", action="store_true",
+                   help="also quantize each chosen trial's trained network to int8 and put its figures (val and test "
+                        "accuracy beside fp32, file sizes, latency) into its file and summary.csv; a study keeps no "
+                        "weights, so this needs the models `explorer train` wrote under --models (needs the [onnx] "
+                        "extra)")
+    p.add_argument("--models", metavar="DIR",
+                   help="with --int8: where to look for `explorer train` output folders, matched to the chosen trials "
+                        "by study, trial and spec_id (default: models)")
+    p.add_argument("--data", help="with --int8: the dataset for calibration and evaluation (default: as `explorer "
+                                  "train` finds it)")
     p.set_defaults(func=run)
 
 
@@ -46,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--noise-std={args.noise_std}: give a number >= 0")
     if not (math.isfinite(args.noise_k) and args.noise_k > 0):
         raise UserError(f"--noise-k={args.noise_k}: give a number > 0")
+    if not args.int8 and (args.models is not None or args.data is not None):
+        raise UserError(f"{'--models' if args.models is not None else '--data'} is for --int8: add --int8, or drop it")
     budget = parse_budget(args.budget) if args.budget is not None else None  # "" is an error
     selectors = [parse_selector(t) for t in args.trial or []]
     name, url, _ = resolve_target(args.study, args.storage)
@@ -55,21 +67,49 @@ def run(args: argparse.Namespace) -> int:
     chosen = assess(rec, trials, noise_std=args.noise_std, k=args.noise_k)
     how = "trial" if args.trial else ("budget" if budget else "pareto")
     selection = {"how": how, **({"budget": args.budget} if budget else {})}
-    rows = export_trials(rec, chosen, Path(args.out), args.format, selection)
+    int8 = _int8(args, rec, [c.trial for c in chosen]) if args.int8 else None
+    rows = export_trials(rec, chosen, Path(args.out), args.format, selection, int8)
     print(table(rows, rec.size_key))
     print(footer(chosen, args.noise_k, Path(args.out)))
     return 0
 
 
+def _int8(args: argparse.Namespace, rec, trials) -> dict:
+    """Quantize the chosen trials' trained models (one line per trial without one); trial -> record."""
+    import sys
+
+    from explorer.core.errors import UserError
+    from explorer.design.spec import SqueezeSpec, spec_id
+    from explorer.results import int8_files
+    from explorer.results.exportfile import prepare_out
+    from explorer.results.int8 import missing
+
+    if missing():
+        raise UserError(f"--int8: {missing()}")
+    spec_ids = {t.number: spec_id(SqueezeSpec.from_dict(t.spec)) for t in trials}  # as export files name them
+    models = Path(args.models or "models")
+    found, notes = int8_files.find_models(models, rec.name, spec_ids, storage=args.storage)
+    int8_files.require_models(found, [t.number for t in trials], models, rec.name)
+    prepare_out(Path(args.out))  # a bad --out costs no quantization
+    for line in notes:
+        print(line, file=sys.stderr)
+    return int8_files.quantize_models(rec, found, data_cli=args.data,
+                                      say=lambda line: print(line, file=sys.stderr))
+
+
 def table(rows: list[dict], size_key: str) -> str:
     """The summary as an aligned text table (a latency column where any trial has one)."""
     timed = any(r.get("latency_ms") is not None for r in rows)
+    quantized = any(r.get("int8_test_acc") is not None for r in rows)
     head = ["trial", "val_acc %", "compared %", "± std %", "params", "MACs", "size MB",
-            *(["latency ms"] if timed else []), "within noise of", "file"]
+            *(["latency ms"] if timed else []), *(["int8 test %", "int8 drop", "int8 KB"] if quantized else []),
+            "within noise of", "file"]
     body = [[f"#{r['trial']}", _pct(r["val_acc"]), _pct(r["acc_used"]) + ("*" if r["acc_mean"] is not None else " "),
              _pct(r["acc_std_used"]), _n(r["params"]),
              _n(r["macs"]), f"{r['size_mb']:.3f}" if r["size_mb"] is not None else "-",
              *([_ms(r.get("latency_ms"))] if timed else []),
+             *([_pct(r.get("int8_test_acc")), _pct(r.get("int8_acc_drop")), _kb(r.get("int8_onnx_bytes"))]
+               if quantized else []),
              ("#" + str(r["within_noise_of"])) if r["within_noise_of"] is not None else "",
              r["file"] + ("  <- pick" if r["pick"] else "")] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
@@ -112,6 +152,10 @@ def _pct(v) -> str:
 
 def _ms(v) -> str:
     return f"{v:.3g}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def _kb(v) -> str:
+    return f"{v / 1000:.1f}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
 
 
 def _n(v) -> str:

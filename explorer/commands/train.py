@@ -3,7 +3,8 @@
 
 The trainer settings stored in the file's provenance are the defaults (each can be
 overridden); the result is evaluated once on the held-out test split and written as a
-checkpoint (model.pt), a model card (model_card.md) and train.json.
+checkpoint (model.pt), a model card (model_card.md) and train.json; with --int8 the trained
+network is also quantized to int8 and measured beside fp32 (explorer.results.int8).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch threads (default: the study's trainer.threads, else 1); changes results")
     p.add_argument("--time-budget", type=float, metavar="S", help="stop training after S seconds (default: none)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/model.onnx (needs the [onnx] extra)")
+    p.add_argument("--int8", action="store_true",
+                   help="also quantize the trained network to int8 (onnxruntime static quantization, calibrated on "
+                        "training images): DIR/model.onnx, DIR/model.int8.onnx, DIR/int8.json, their sizes, val and "
+                        "test accuracy and latency in the model card and the study (needs the [onnx] extra)")
     p.set_defaults(func=run)
 
 
@@ -56,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                     weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                     time_budget=args.time_budget, threads=args.threads)
+    if args.int8:
+        from explorer.core.errors import UserError
+        from explorer.results.int8 import missing
+
+        if missing():  # before the training, not after it
+            raise UserError(f"--int8: {missing()}")
     # before check_device: a bad file is answered without importing torch
     exp = study_export(args.file, args.storage, args.trial)[0] if args.trial is not None else read_export(args.file)
     device = check_device(args.device)
@@ -66,21 +77,30 @@ def run(args: argparse.Namespace) -> int:
                                    label_smoothing=args.label_smoothing, threads=args.threads)
     settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
     bar = _Progress(args.epochs)
+    after = None
+    if args.int8:
+        from explorer.results.int8_files import quantizer
+
+        after = quantizer(exp, seed=settings["seed"], storage_url=args.storage,
+                          say=lambda line: print(line, file=sys.stderr))
     try:
-        metrics = rt.train_export(exp, Path(args.out), settings=settings, device=device, data_path=args.data,
-                                  per_class=args.per_class, with_export=args.trial is not None,
-                                  command="explorer " + " ".join(sys.argv[1:]), begin=bar.begin,
-                                  progress=bar.step, on_epoch_end=bar.epoch)
+        metrics, notes = rt.train_export(exp, Path(args.out), settings=settings, device=device,
+                                         data_path=args.data, per_class=args.per_class,
+                                         with_export=args.trial is not None,
+                                         command="explorer " + " ".join(sys.argv[1:]), begin=bar.begin,
+                                         progress=bar.step, on_epoch_end=bar.epoch, after=after)
     finally:
         bar.close()
     out = Path(args.out)
     print(f"test accuracy {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images "
           f"(val {100 * metrics['val_acc']:.2f}%); wrote {out / 'model.pt'}, {out / 'model_card.md'}, "
           f"{out / 'train.json'}")
-    if args.onnx:
+    if args.onnx and not args.int8:  # --int8 writes model.onnx itself, as its fp32 reference
         from explorer.results.onnx_export import export_onnx
 
         print(export_onnx(out / "model.pt", out / "model.onnx"))
+    for line in notes:  # the int8 step's lines
+        print(line, file=sys.stderr if line.startswith("explorer: warning") else sys.stdout)
     return 0
 
 

@@ -30,7 +30,7 @@ import socket
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from explorer.core.util import is_int, is_number
 
@@ -198,11 +198,21 @@ def measure(model, setting: Setting, *, target_spread: float = 0.02, max_seconds
         if cuda:
             torch.backends.cudnn.benchmark = True  # as the trainer runs
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+        sync = (lambda: torch.cuda.synchronize(dev)) if cuda else None
         with torch.inference_mode(), autocast:
-            warm = _warm_up(net, x, cuda)
-            times, cpu = _timed_runs(net, x, cuda, target_spread, max_seconds)
+            return time_calls(lambda: net(x), setting, target_spread=target_spread, max_seconds=max_seconds,
+                              quiet=quiet, sync=sync)
     finally:
         torch.set_num_threads(threads)
+
+
+def time_calls(run: Callable[[], object], setting: Setting, *, target_spread: float = 0.02,
+               max_seconds: float = 5.0, quiet: bool = False, sync: Callable[[], object] | None = None) -> Latency:
+    """Warm-up, then timed calls of `run()` until the median is known to `target_spread`: the hygiene of
+    `measure` for any runtime (an onnxruntime session too). The caller fixes the threads and the
+    input; `sync` waits for asynchronous work (CUDA)."""
+    warm = _warm_up(run, sync)
+    times, cpu = _timed_runs(run, sync, target_spread, max_seconds)
     seconds = sum(times)
     return Latency(ms=1e3 * statistics.median(times), spread=relative_spread(times), runs=len(times),
                    warmup_runs=warm, seconds=round(seconds, 3), quiet=quiet,
@@ -211,37 +221,36 @@ def measure(model, setting: Setting, *, target_spread: float = 0.02, max_seconds
                    measured_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
-def _once(net, x, cuda: bool) -> tuple[float, float]:
-    """(wall, process CPU) seconds for one forward pass (CUDA work waited for)."""
-    import torch
-
+def _once(run: Callable[[], object], sync: Callable[[], object] | None) -> tuple[float, float]:
+    """(wall, process CPU) seconds for one call (asynchronous work waited for)."""
     start, cpu = time.perf_counter(), time.process_time()
-    net(x)
-    if cuda:
-        torch.cuda.synchronize(x.device)
+    run()
+    if sync is not None:
+        sync()
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _warm_up(net, x, cuda: bool) -> int:
+def _warm_up(run: Callable[[], object], sync: Callable[[], object] | None) -> int:
     """WARMUP_RUNS runs and WARMUP_S seconds, whichever ends later, but at most 10 x WARMUP_S
     (a slow network: one run at least); the runs made."""
     start, runs = time.perf_counter(), 0
     while True:
-        _once(net, x, cuda)
+        _once(run, sync)
         runs += 1
         spent = time.perf_counter() - start
         if (runs >= WARMUP_RUNS and spent >= WARMUP_S) or spent >= 10 * WARMUP_S:
             return runs
 
 
-def _timed_runs(net, x, cuda: bool, target: float, max_seconds: float) -> tuple[list[float], list[float]]:
+def _timed_runs(run: Callable[[], object], sync: Callable[[], object] | None, target: float,
+                max_seconds: float) -> tuple[list[float], list[float]]:
     """(wall, CPU) seconds per run, until the median's relative CI half-width is within `target`,
     or the time or run cap."""
     times: list[float] = []
     cpu: list[float] = []
     start = time.perf_counter()
     while True:
-        wall, used = _once(net, x, cuda)
+        wall, used = _once(run, sync)
         times.append(wall)
         cpu.append(used)
         n = len(times)

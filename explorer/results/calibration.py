@@ -166,15 +166,16 @@ def _show(v: Any) -> str:
 
 
 @dataclass
-class _Target:
-    """Where a calibration would be stored: an open storage and the study's record."""
+class StudyTarget:
+    """Where a result about an export's trial is stored (a calibration, an int8 result): an open storage and
+    the study's record."""
 
     url: str
     storage: Any
     study: StudyRecord
 
 
-def _calibration_target(exp: Export, storage_url: str | None) -> tuple[_Target | None, str]:
+def study_target(exp: Export, storage_url: str | None) -> tuple[StudyTarget | None, str]:
     """(target, '') or (None, why it cannot be stored). UserError when the trial stored there is
     another network than the file's (a re-created study, or --storage pointing elsewhere)."""
     prov = exp.provenance
@@ -202,15 +203,15 @@ def _calibration_target(exp: Export, storage_url: str | None) -> tuple[_Target |
                         f"{mask_url(url)} is another network (spec_id {theirs}; this file's is "
                         f"{prov.get('spec_id') or ours}): the study was re-created or --storage points "
                         "elsewhere; pass the --storage of the study that trained it, or export the trial again")
-    return _Target(url, storage, rec), ""
+    return StudyTarget(url, storage, rec), ""
 
 
 def plan_calibration(exp: Export, storage_url: str | None, settings: dict[str, Any],
                      data_recipe: dict[str, Any]) -> tuple[str, list[str]]:
     """Before training: (why the result will not go into the study, '' if it will; how the
     recipe differs from the study's short trials). UserError for a foreign trial (see
-    `_calibration_target`)."""
-    target, why = _calibration_target(exp, storage_url)
+    `study_target`)."""
+    target, why = study_target(exp, storage_url)
     diffs = recipe_differences(target.study.config if target else exp.provenance, settings, data_recipe)
     if target is None:
         return why, diffs
@@ -236,7 +237,7 @@ def store_calibration(exp: Export, noise: dict[str, Any], storage_url: str | Non
     """
     prov = exp.provenance
     try:
-        target, why = _calibration_target(exp, storage_url)
+        target, why = study_target(exp, storage_url)
         if target is None:
             return why
         if not target.study.config:

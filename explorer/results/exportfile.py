@@ -2,8 +2,9 @@
 read back and checked by `describe`, `train` and `calibrate` (which also take a study and a
 trial selector: `study_export`).
 
-The file (YAML, or JSON with a .json name) has four top-level mappings, and a fifth once
-calibrated; `explorer.design.spec.load_spec` reads its `spec:`:
+The file (YAML, or JSON with a .json name) has four top-level mappings, a fifth once
+calibrated and a sixth once its trained network was quantized; `explorer.design.spec.load_spec`
+reads its `spec:`:
 
     spec:        the SqueezeSpec fields: builds exactly the network the trial trained
     provenance:  study, trial, storage (password masked), spec_id, state, seed, device,
@@ -13,6 +14,8 @@ calibrated; `explorer.design.spec.load_spec` reads its `spec:`:
                  where measured latency_ms, latency_spread, latency_setting, latency (the setting)
     cost:        params, macs, activations, ..., size_mb, size_mib, ..., and `units`
     noise:       (calibrate) k, seeds, accs, mean, std of the final val accuracy
+    int8:        (train --int8, export --int8) the trained network at int8 beside fp32: files and their
+                 bytes, val and test accuracy, latency (explorer.results.int8)
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from explorer.study.config import DataConfig
 from explorer.study.configcheck import DATA_LIMITS, TRAINER_LIMITS, limit_check
 from explorer.training.config import TrainerConfig
 
-TOP_KEYS = ("spec", "provenance", "metrics", "cost", "noise")
+TOP_KEYS = ("spec", "provenance", "metrics", "cost", "noise", "int8")
 UNITS = {
     "params": "parameters (weights and biases)",
     "macs": "multiply-adds per image, fvcore convention (FLOPs = 2 x MACs); batch of 1",
@@ -48,22 +51,30 @@ UNITS = {
     "pool_ops": "max-pool comparisons per image (not in macs)",
     "elementwise_ops": "bypass additions per image (not in macs)",
     "size_mb": "fp32 weights, MB (10**6 bytes)", "size_mib": "fp32 weights, MiB (2**20 bytes)",
-    "size_mb_int8": "int8 weights, MB", "size_mib_int8": "int8 weights, MiB",
+    "size_mb_int8": "int8 weights at 1 byte per parameter, MB (the measured int8 file: int8.int8_bytes)",
+    "size_mib_int8": "int8 weights at 1 byte per parameter, MiB",
 }
+# The trained network's int8 figures (explorer.results.int8_files): accuracies as fractions through
+# onnxruntime, int8_acc_drop = fp32_test_acc - int8_test_acc, bytes on disk, median ms per image.
+INT8_COLUMNS = ("trained_epochs", "fp32_val_acc", "int8_val_acc", "fp32_test_acc", "int8_test_acc", "int8_acc_drop",
+                "fp32_onnx_bytes", "int8_onnx_bytes", "int8_size_ratio", "fp32_onnx_ms", "int8_onnx_ms",
+                "int8_latency_ratio", "int8_latency_setting", "int8_file")
 SUMMARY_COLUMNS = ("study", "trial", "file", "spec_id", "val_acc", "acc_mean", "acc_std",
                    "acc_used", "acc_std_used", "acc_std_source", "params", "macs", "size_mb", "size_mib",
-                   "latency_ms", "latency_setting", "pareto", "within_noise_of", "tied_with_best", "pick")
+                   "latency_ms", "latency_setting", "pareto", "within_noise_of", "tied_with_best", "pick",
+                   *INT8_COLUMNS)
 
 
 # --- writing ---------------------------------------------------------------------------------
 
 def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[str, Any],
               config: dict[str, Any], objectives: list[str] | None, selection: dict[str, Any],
-              noise: dict[str, Any] | None = None) -> dict[str, Any]:
+              noise: dict[str, Any] | None = None, int8: dict[str, Any] | None = None) -> dict[str, Any]:
     """The export format for one stored trial; `explorer export` and the dashboard both write it.
 
     `storage` is shown as given (mask it first); `attrs` are the trial's user attrs;
-    `config` the study's stored config (its trainer and data settings are kept).
+    `config` the study's stored config (its trainer and data settings are kept); `int8` its
+    trained network's int8 record, where there is one.
     """
     try:
         spec = SqueezeSpec.from_dict(attrs[A.SPEC])
@@ -82,6 +93,8 @@ def trial_doc(*, study: str, number: int, storage: str, state: str, attrs: dict[
                            "cost": {**estimate_cost(spec).to_dict(), "units": dict(UNITS)}}
     if noise:
         doc["noise"] = plain(noise)
+    if int8:
+        doc["int8"] = plain(int8)
     return doc
 
 
@@ -93,8 +106,9 @@ def _trainer_of(config: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]
     return trainer
 
 
-def export_doc(rec: StudyRecord, c: Chosen, selection: dict[str, Any]) -> dict[str, Any]:
-    """The export file's content for one chosen trial (plain types only)."""
+def export_doc(rec: StudyRecord, c: Chosen, selection: dict[str, Any],
+               int8: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The export file's content for one chosen trial (plain types only); `int8` defaults to the study's."""
     t = c.trial
     sel = {**selection, "within_noise_of": c.tied_with, "tied_with_best": c.tied_with_best,
            "pick": c.pick, "acc_used": plain(c.acc), "acc_std_used": plain(c.std),
@@ -107,7 +121,8 @@ def export_doc(rec: StudyRecord, c: Chosen, selection: dict[str, Any]) -> dict[s
             "accs": noise[A.ACC_SEEDS]}
     return trial_doc(study=rec.name, number=t.number, storage=mask_url(absolute_url(rec.url)),
                      state=t.state, attrs=t.attrs, config=rec.config,
-                     objectives=rec.objectives, selection=sel, noise=noise_doc)
+                     objectives=rec.objectives, selection=sel, noise=noise_doc,
+                     int8=int8 if int8 is not None else rec.int8.get(t.number))
 
 
 def file_name(study: str, number: int, fmt: str) -> str:
@@ -116,15 +131,29 @@ def file_name(study: str, number: int, fmt: str) -> str:
     return f"{safe}_trial{int(number):05d}.{fmt}"
 
 
-def summary_row(rec: StudyRecord, c: Chosen, on_front: bool) -> dict[str, Any]:
-    """One CSV row."""
+def summary_row(rec: StudyRecord, c: Chosen, on_front: bool, int8: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One CSV row (with the int8 columns where the trial's trained network was quantized)."""
     a, noise = c.trial.attrs, c.trial.noise
     return {"study": rec.name, "trial": c.trial.number, "file": c.file, "spec_id": a.get(A.SPEC_ID),
             "val_acc": a.get(A.VAL_ACC), "acc_mean": noise.get(A.ACC_MEAN), "acc_std": noise.get(A.ACC_STD),
             "acc_used": plain(c.acc), "acc_std_used": plain(c.std), "acc_std_source": c.std_source,
             **{k: a.get(k) for k in (A.PARAMS, A.MACS, A.SIZE_MB, A.SIZE_MIB, A.LATENCY_MS, A.LATENCY_SETTING)},
             "pareto": on_front, "within_noise_of": c.tied_with, "tied_with_best": c.tied_with_best,
-            "pick": c.pick}
+            "pick": c.pick, **int8_columns(int8 if int8 is not None else rec.int8.get(c.trial.number))}
+
+
+def int8_columns(r: dict[str, Any] | None) -> dict[str, Any]:
+    """The summary's int8 columns of one int8 record (explorer.results.int8_files); {} without one."""
+    if not r:
+        return {}
+    keys = ("epochs", "fp32_val_acc", "int8_val_acc", "fp32_test_acc", "int8_test_acc", "test_acc_drop",
+            "fp32_bytes", "int8_bytes", "size_ratio", "fp32_latency_ms", "int8_latency_ms", "latency_ratio",
+            "latency_setting")
+    row = {col: r.get(key) for col, key in zip(INT8_COLUMNS, keys)}
+    if isinstance(row["trained_epochs"], float) and row["trained_epochs"].is_integer():
+        row["trained_epochs"] = int(row["trained_epochs"])  # the trainer counts epochs as floats
+    row["int8_file"] = str(Path(r["model"]) / r["int8_file"]) if r.get("model") and r.get("int8_file") else None
+    return row
 
 
 def summary_csv(rows: list[dict[str, Any]]) -> str:
@@ -158,16 +187,19 @@ def prepare_out(out: Path, flag: str = "--out") -> Path:
 
 
 def export_trials(rec: StudyRecord, chosen: list[Chosen], out: Path, fmt: str,
-                  selection: dict[str, Any]) -> list[dict[str, Any]]:
-    """Write one file per chosen trial and summary.csv into `out`; the summary rows."""
+                  selection: dict[str, Any], int8: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Write one file per chosen trial and summary.csv into `out`; the summary rows. `int8` (trial ->
+    record) adds to, and wins over, the int8 results stored in the study."""
+    int8 = {**rec.int8, **(int8 or {})}
     out = prepare_out(out)
     on_front = selection.get("how") in ("pareto", "budget")
     rows = []
     try:
         for c in chosen:
             c.file = file_name(rec.name, c.trial.number, fmt)
-            write_atomic(out / c.file, yamlio.dump(export_doc(rec, c, selection), fmt))
-            rows.append(summary_row(rec, c, on_front))
+            r8 = int8.get(c.trial.number)
+            write_atomic(out / c.file, yamlio.dump(export_doc(rec, c, selection, r8), fmt))
+            rows.append(summary_row(rec, c, on_front, r8))
         write_atomic(out / "summary.csv", summary_csv(rows))
     except OSError as exc:
         raise UserError(f"cannot write into {out}: {exc.strerror or exc} (after {len(rows)} of "

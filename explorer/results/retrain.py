@@ -91,9 +91,12 @@ def retrain(exp: Export, data, *, settings: dict[str, Any], device: str,
 def train_export(exp: Export, out: Path, *, settings: dict[str, Any], device: str, data_path: str | None = None,
                  per_class: int | None | str = "study", with_export: bool = False, command: str = "",
                  begin: Callable[[str], None] = lambda line: None, progress: Callable | None = None,
-                 on_epoch_end: Callable | None = None) -> dict[str, Any]:
+                 on_epoch_end: Callable | None = None,
+                 after: Callable[..., list[str]] | None = None) -> tuple[dict[str, Any], list[str]]:
     """`explorer train`: retrain an export, test it, write model.pt, model_card.md and train.json
-    into `out` (and, `with_export`, the export file itself, as a study's trial); the metrics.
+    into `out` (and, `with_export`, the export file itself, as a study's trial); (the metrics,
+    lines to print). `after(out, model, data, metrics)`, if given, runs once the outputs are written
+    and returns the lines to print (`explorer train --int8`: explorer.results.int8_files.quantizer).
 
     The folder is checked before the data is loaded; `begin(line)` is called, with a line saying
     what is trained, just before the training. A folder that fails while writing (it vanished,
@@ -120,7 +123,7 @@ def train_export(exp: Export, out: Path, *, settings: dict[str, Any], device: st
                   "input_size": exp.spec.input_size}
     extra = {"trainer": settings, "preprocess": preprocess, "provenance": stored_provenance(exp), "run": run_info}
     _write_or_rescue(out, exp.spec, model, metrics, extra, model_card(exp, metrics, settings, run_info))
-    return metrics
+    return metrics, (after(out, model, data, metrics) if after is not None else [])
 
 
 def _write_or_rescue(out: Path, spec: SqueezeSpec, model, metrics: dict[str, Any], extra: dict[str, Any],
@@ -158,8 +161,9 @@ def write_outputs(out: Path, spec: SqueezeSpec, model, metrics: dict[str, Any], 
                   card: str) -> None:
     """model_card.md, train.json, then model.pt, each atomically: model.pt comes last, so where it
     is, the card and metrics beside it are its own (a run killed before it leaves no model.pt;
-    the previous run's model.pt and model.onnx are removed first, as they no longer match)."""
-    for stale in ("model.pt", "model.onnx"):
+    the previous run's model.pt, model.onnx, model.int8.onnx and int8.json are removed first, as they
+    no longer match)."""
+    for stale in ("model.pt", "model.onnx", "model.int8.onnx", "int8.json"):
         (out / stale).unlink(missing_ok=True)
     write_atomic(out / "model_card.md", card)
     write_atomic(out / "train.json", json.dumps(plain({"metrics": metrics, **extra}), indent=2) + "\n")

@@ -10,7 +10,7 @@ names live in `explorer.store.attrs`. Optuna's private names are touched only in
     pg.py       PostgreSQL: URL checks, connection probe, advisory lock
     journal.py  journal file backends: read-only and writing (Ctrl-C safe, torn tails cut)
     open.py     open_storage(url, create=, read_only=)
-    trials.py   TrialRecord, StudyRecord, read_study, study names, calibrations
+    trials.py   TrialRecord, StudyRecord, read_study, study names, calibrations, int8 results
     table.py    the trial table (DataFrame) and its CSV / JSON forms
     write.py    set_trial_attrs: many attributes in one append or transaction
     workers.py  worker identity, heartbeats, failing and retrying dead workers' trials; cut trials
@@ -44,6 +44,7 @@ from explorer.store.trials import (
     read_study,
     stored_config,
     study_fingerprint,
+    study_int8,
     study_names,
 )
 from explorer.store.urls import (
@@ -80,8 +81,8 @@ __all__ = [
     "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",
     "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut",
     "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind",
-    "stored_config", "study_fingerprint", "study_id", "study_lock", "study_names", "study_storage", "trial_counts",
-    "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
+    "stored_config", "study_fingerprint", "study_id", "study_int8", "study_lock", "study_names", "study_storage",
+    "trial_counts", "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]
 
 

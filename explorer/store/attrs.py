@@ -45,6 +45,7 @@ ACC_MEAN, ACC_STD, ACC_SEEDS = NOISE_ATTRS = ("acc_mean", "acc_std", "acc_seeds"
 CONFIG, OBJECTIVES = "config", "objectives"
 CALIBRATION_PREFIX = "calibration/"  # + trial number: {acc_mean, acc_std, acc_seeds, noise}
 FIDELITY_PREFIX = "fidelity/"  # + recipe key + "/" + trial number: a long-recipe result (explorer.results.fidelity)
+INT8_PREFIX = "int8/"  # + trial number: its trained network quantized to int8, measured (explorer.results.int8)
 
 # Trial system attrs: who runs a trial, so a dead worker's trial can be found (journal files
 # have no Optuna heartbeat, so explorer writes its own).
@@ -62,6 +63,11 @@ DEFAULT_OBJECTIVES = (VAL_ACC, PARAMS)
 def calibration_key(number: int) -> str:
     """The study user attr holding trial `number`'s calibration."""
     return f"{CALIBRATION_PREFIX}{number}"
+
+
+def int8_key(number: int) -> str:
+    """The study user attr holding trial `number`'s int8 result."""
+    return f"{INT8_PREFIX}{number}"
 
 
 def fidelity_key(recipe: str, number: int) -> str:

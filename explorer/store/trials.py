@@ -87,6 +87,7 @@ class StudyRecord:
     frozen_trials: list  # optuna FrozenTrials, as read (explorer.store.table builds its columns from them)
     calibrations: dict[int, dict[str, Any]] = field(default_factory=dict)
     fidelity: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # recipe -> trial -> result
+    int8: dict[int, dict[str, Any]] = field(default_factory=dict)  # trial -> its trained network at int8
     directions: list[str] = field(default_factory=list)  # 'maximize' / 'minimize', one per objective
     explorer: bool = True  # written by explorer (its `config` attr), not a plain Optuna study
 
@@ -128,6 +129,18 @@ def calibrations(study_attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
             if k.startswith(A.CALIBRATION_PREFIX) and k[n:].isdigit() and isinstance(v, dict)}
 
 
+def int8_results(study_attrs: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Trial number -> int8 result, from the study user attrs `int8/N` (explorer.results.int8)."""
+    n = len(A.INT8_PREFIX)
+    return {int(k[n:]): v for k, v in study_attrs.items()
+            if k.startswith(A.INT8_PREFIX) and k[n:].isdigit() and isinstance(v, dict)}
+
+
+def study_int8(storage, name: str) -> dict[int, dict[str, Any]]:
+    """A study's int8 results alone (its user attrs; no trial is read): the dashboard's cheap read."""
+    return int8_results(storage.get_study_user_attrs(find_study(storage, name)))
+
+
 def fidelity_results(study_attrs: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
     """Recipe key -> trial number -> long result, from the study user attrs `fidelity/<recipe>/<N>`."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
@@ -149,7 +162,8 @@ def read_study(storage, name: str, *, url: str = "",
     objectives = list(attrs.get(A.OBJECTIVES) or metric_names(storage, name)
                       or (default_objectives if explorer else [f"objective {i}" for i in range(len(directions))]))
     return StudyRecord(name, url, dict(config), objectives, all_trials(storage, study_id), calibrations(attrs),
-                       fidelity=fidelity_results(attrs), directions=directions, explorer=explorer)
+                       fidelity=fidelity_results(attrs), int8=int8_results(attrs), directions=directions,
+                       explorer=explorer)
 
 
 def metric_names(storage, name: str) -> list[str]:
