@@ -322,7 +322,8 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
     color_kind = "none"
     if view["color"]:
         color_kind = figures.color_values(frame[view["color"]])[0]
-    traces = figures.pareto_data(frame, roles, view["size"], view["acc"], view["color"])
+    traces = figures.pareto_data(frame, roles, view["size"], view["acc"], view["color"],
+                                 log_x=view["log_x"], log_y=view["log_y"])
     fig, trace_rows = figures.pareto_figure(
         traces, hover, view["size"], view["acc"], log_x=view["log_x"], log_y=view["log_y"],
         color_col=view["color"], color_kind=color_kind, multi_study=multi)
@@ -343,6 +344,11 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
                    "across them: " + "; ".join(f"{k} ({len(v)} trials)" for k, v in settings.items()))
     elif settings:
         st.caption(f"Latency: median ms per forward pass on {next(iter(settings))}.")
+    dense = sum(len(t["rows"]) for t in traces if t["kind"] == "density")
+    if dense:
+        st.caption(f"{sum(len(t['rows']) for t in traces if t['kind'] == 'points'):,} trials nearest the front are "
+                   f"drawn as points; the other {dense:,} as density layers (darker cells hold more trials; hover a "
+                   "cell for its count). Budgets and filters move trials between the two.")
     picked = selected_frame(frame)
     if len(picked):
         st.caption(f"{len(picked)} trial(s) selected: see Trial detail, or export them in "

@@ -270,7 +270,8 @@ def selected_rows(points: Sequence[Mapping[str, Any]], trace_rows: Sequence[Sequ
 
     A point's `customdata` (the row id, or a list whose first item is it) wins; otherwise
     the row is `trace_rows[curve_number][point_index]`. Points of traces that carry no
-    rows (the front's step line) are ignored.
+    rows (the front's step line, a density layer's cells, whose index is a [row, column]
+    pair) are ignored.
     """
     rows: set[int] = set()
     for p in points:
@@ -278,7 +279,7 @@ def selected_rows(points: Sequence[Mapping[str, Any]], trace_rows: Sequence[Sequ
         if row is None:
             curve = p.get("curve_number", p.get("curveNumber"))
             index = p.get("point_index", p.get("pointIndex", p.get("point_number")))
-            if curve is None or index is None or not 0 <= curve < len(trace_rows):
+            if not isinstance(curve, int) or not isinstance(index, int) or not 0 <= curve < len(trace_rows):
                 continue
             if not 0 <= index < len(trace_rows[curve]):
                 continue
