@@ -149,7 +149,8 @@ def main() -> None:
                 "to create one, then press Refresh.")
         return
     names = studies["study"].tolist()
-    chosen = st.sidebar.multiselect("Studies (several are overlaid)", names, default=names[-1:],
+    asked = [n for n in st.query_params.get_all("study") if n in names]  # a link may name the studies
+    chosen = st.sidebar.multiselect("Studies (several are overlaid)", names, default=asked or names[-1:],
                                     key="studies")
     if not chosen:
         st.info("Pick at least one study in the sidebar.")

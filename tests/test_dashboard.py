@@ -463,6 +463,9 @@ def test_app_overlays_several_studies(monkeypatch, tmp_path):
     storage = factory.make_storage(tmp_path / "two.journal", {"a": 30, "b": 20}, seed=1)
     at = run_app(monkeypatch, storage)
     assert at.multiselect(key="studies").value == ["b"]  # newest study by default
+    linked = AppTest.from_file(APP, default_timeout=30)
+    linked.query_params["study"] = "a"  # a link naming a study: ?study=a
+    assert linked.run().multiselect(key="studies").value == ["a"]
     at.multiselect(key="studies").select("a").run()
     assert metric(at, "trials") == "50"
     names = [d["name"] for d in chart_spec(at)["data"]]
