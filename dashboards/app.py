@@ -27,7 +27,7 @@ from dashboards import loading as ld
 from explorer.core.errors import UserError
 from explorer.design.budgets import STUDY_BUDGETS
 from explorer.results import pareto
-from explorer.store.table import comparable, latency_settings
+from explorer.store.table import comparable, latency_settings, untrainable
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
 NO_LIMIT = "no limit"
@@ -185,7 +185,8 @@ def main() -> None:
     # the front maximises accuracy and minimises size: flip the objectives Optuna maximises / minimises
     size = frame[view["size"]].to_numpy(dtype=float) * (-1 if view["dirs"][0] == "maximize" else 1)
     acc = frame[view["acc"]].to_numpy(dtype=float) * (-1 if view["dirs"][1] == "minimize" else 1)
-    final = comparable(frame)  # cut by the time budget, pruned or a duplicate: never on a front
+    # cut by the time budget, pruned or a duplicate: never on a front; dead or diverged: unless asked
+    final = comparable(frame, untrainable=view["untrainable"])
     roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
                             frame["study"].to_numpy(), final)
     tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",
@@ -258,6 +259,12 @@ def controls(frame: pd.DataFrame, knobs: list[str], objectives: dict[str, str]) 
                                  format_func=lambda c: c.removeprefix("knob_"))
     if view["color"] == "(none)":
         view["color"] = None
+    dead = int(untrainable(frame).sum())
+    view["untrainable"] = dead > 0 and sb.checkbox(
+        f"Dead and diverged trials on the front ({dead})", value=False, key="untrainable",
+        help="A network that ended dead (every output 0: chance accuracy) or diverged (a non-finite loss) could "
+             "not train, so it is no trade-off and is kept off the front (as `explorer status` and `explorer "
+             "export` do). Tick to let these trials compete.")
     return view
 
 
@@ -330,13 +337,7 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
         color_col=view["color"], color_kind=color_kind, multi_study=multi)
     st.session_state["_trace_rows"] = trace_rows
     st.session_state["_row_keys"] = (frame["study"].to_numpy(), frame["number"].to_numpy())
-    counts = pd.Series(roles).value_counts()
-    cols = st.columns(5)
-    cols[0].metric("trials", len(frame))
-    cols[1].metric("with accuracy", int(frame[view["acc"]].notna().sum()))
-    cols[2].metric("on the front", int(counts.get("front", 0)))
-    cols[3].metric("over the study's budget", int(counts.get("infeasible", 0)))
-    cols[4].metric("outside your budget/filter", int(counts.get("excluded", 0)))
+    st.markdown(figures.counts_line(frame, roles))
     st.plotly_chart(fig, key="pareto_chart", on_select=_remember_selection,
                     selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
     settings = latency_settings(frame) if view["size"] == "latency_ms" else {}

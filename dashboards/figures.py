@@ -26,7 +26,8 @@ import pandas as pd
 
 from explorer.core.util import si
 from explorer.results import pareto
-from explorer.store.table import OBJECTIVE_PREFIX
+from explorer.store import counts_text
+from explorer.store.table import OBJECTIVE_PREFIX, outcome_counts
 
 SIZE_AXES = {
     "params": "parameters",
@@ -120,6 +121,16 @@ def hover_data(frame: pd.DataFrame, knobs: list[str]) -> Hover:
             numbers[:, i] *= 100
     template = "<br>".join(lines) + "%{text}<extra></extra>"
     return Hover(numbers, template, np.asarray(text, dtype=str))
+
+
+def counts_line(frame: pd.DataFrame, roles: np.ndarray) -> str:
+    """The chart's counts in one line (markdown): trials by outcome, duplicates apart (as `explorer run` and
+    `explorer status` count them), then the front and the trials the page's budgets and filters leave out."""
+    role = pd.Series(roles).value_counts()
+    outcomes = counts_text(outcome_counts(frame)) if frame["spec"].map(bool).any() else ", ".join(
+        f"{n:,} {s.lower()}" for s, n in frame["state"].value_counts().items())  # a plain Optuna study: its states
+    return (f"**{len(frame):,} trials**: {outcomes} · **{int(role.get('front', 0)):,} on the front** · "
+            f"{int(role.get('excluded', 0)):,} outside your budgets and filters")
 
 
 CUT_ENDS = ("dead", "time_budget", "diverged", "stopped", "pruned")

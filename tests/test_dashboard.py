@@ -78,8 +78,9 @@ def parse_count(text: str) -> float:
     return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
 
 
-def metric(at: AppTest, label: str):
-    return next(m.value for m in at.metric if m.label == label)
+def counts(at: AppTest) -> str:
+    """The Pareto tab's counts line."""
+    return next(m.value for m in at.markdown if "trials**:" in m.value)
 
 
 @pytest.fixture
@@ -243,76 +244,6 @@ def test_pareto_data_roles_and_rows(hand_storage):
     assert line["y"].tolist() == [pytest.approx(60.0), pytest.approx(70.0)]
 
 
-def test_detail_mask_keeps_the_front_then_the_points_nearest_below_it():
-    # rows 0, 1: the front (1, 10), (3, 20); row 4 sits left of it (gap 0); rows 2 and 5 sit 1 and
-    # 1.5 below the front's step (10 at x=2, 20 at x=5); row 3 sits 5 below it
-    size = np.array([1.0, 3.0, 2.0, 4.0, 0.5, 5.0])
-    acc = np.array([10.0, 20.0, 9.0, 15.0, 5.0, 18.5])
-    roles = np.array(["front", "front", "dominated", "dominated", "excluded", "dominated"], dtype=object)
-    groups = np.zeros(6)
-    drawn = np.ones(6, bool)
-    pick = figures.detail_mask(size, acc, roles, groups, drawn, log_x=True, log_y=False, limit=4)
-    assert np.flatnonzero(pick).tolist() == [0, 1, 2, 4]
-    # on a log accuracy axis row 5 is nearer: log10(20 / 18.5) = 0.034 < log10(10 / 9) = 0.046
-    pick = figures.detail_mask(size, acc, roles, groups, drawn, log_x=True, log_y=True, limit=4)
-    assert np.flatnonzero(pick).tolist() == [0, 1, 4, 5]
-    # the front always, even past the limit; a point not drawn never; everything when few enough
-    assert np.flatnonzero(figures.detail_mask(size, acc, roles, groups, drawn, log_x=False, log_y=False,
-                                              limit=1)).tolist() == [0, 1]
-    drawn[4] = False
-    assert not figures.detail_mask(size, acc, roles, groups, drawn, log_x=False, log_y=False, limit=4)[4]
-    assert figures.detail_mask(size, acc, roles, groups, drawn, log_x=False, log_y=False,
-                               limit=5).tolist() == drawn.tolist()
-
-
-def test_density_cells_are_uniform_in_the_charts_scale():
-    x = np.array([1.0, 5.0, 50.0, 100.0])
-    y = np.full(4, 0.5)
-    xe, ye = figures.density_grid(x, y, log_x=True, log_y=False, bins=(2, 1))
-    assert xe == pytest.approx([1, 10, 100], rel=1e-6)  # decades on a log axis
-    counts = figures.density_counts(x, y, xe, ye, log_x=True, log_y=False)
-    assert counts.shape == (1, 2) and counts.tolist() == [[2, 2]]
-    xe, ye = figures.density_grid(x, y, log_x=False, log_y=False, bins=(2, 1))
-    assert xe == pytest.approx([1, 50.5, 100])
-    assert figures.density_counts(x, y, xe, ye, log_x=False, log_y=False).tolist() == [[3, 1]]
-    xe, ye = figures.density_grid(x, y, log_x=True, log_y=False, bins=(4, 1))
-    counts = figures.density_counts(x, y, xe, ye, log_x=True, log_y=False)[0]
-    assert counts[[0, 1, 3]].tolist() == [1, 1, 2] and np.isnan(counts[2])  # an empty cell: NaN, drawn clear
-
-
-def brute_gaps(size, acc, front) -> np.ndarray:
-    """The vertical gap of each point below the front's step at its size, by a plain scan (0 left of it)."""
-    out = []
-    for s, a in zip(size, acc):
-        below = [fa for fs, fa in zip(size[front], acc[front]) if fs <= s]
-        out.append(max(max(below) - a, 0.0) if below else 0.0)
-    return np.array(out)
-
-
-def test_pareto_data_draws_the_nearest_trials_as_points_and_counts_the_rest(tmp_path):
-    storage = factory.make_storage(tmp_path / "big.journal", {"big": 400})
-    frame = ld.load_trials(str(storage), "big")
-    roles = pareto.classify(frame["params"], frame["val_acc"], frame["infeasible"], np.ones(len(frame), bool),
-                            frame["study"])
-    traces = figures.pareto_data(frame, roles, "params", "val_acc", log_x=True, detail=50)
-    points = np.concatenate([t["rows"] for t in traces if t["kind"] == "points"])
-    dense = [t for t in traces if t["kind"] == "density"]
-    assert len(points) == 50 and set(np.flatnonzero(roles == "front")) <= set(points)
-    assert sorted(points.tolist() + np.concatenate([t["rows"] for t in dense]).tolist()) == list(range(400))
-    assert sum(np.nansum(t["counts"]) for t in dense) == 400 - 50
-    acc = 100 * frame["val_acc"].to_numpy()
-    gaps = brute_gaps(frame["params"].to_numpy(float), acc, roles == "front")
-    others = np.setdiff1d(np.arange(400), np.flatnonzero(roles == "front"))
-    nearest = others[np.lexsort((others, gaps[others]))][:50 - (roles == "front").sum()]
-    assert set(points) - set(np.flatnonzero(roles == "front")) == set(nearest)
-    fig, rows = figures.pareto_figure(traces, figures.hover_data(frame, []), "params", "val_acc", log_x=True,
-                                      log_y=False, color_col=None, color_kind="none", multi_study=False)
-    heat = [d for d in fig["data"] if d["type"] == "heatmap"]
-    assert heat and all(d["meta"] == "density" for d in heat) and fig["data"][0]["type"] == "heatmap"  # beneath
-    assert {d["type"] for d in fig["data"]} == {"heatmap", "scatter"}  # SVG markers, no WebGL
-    assert all(len(r) == 0 for d, r in zip(fig["data"], rows) if d["type"] == "heatmap")
-
-
 def test_hover_data_numbers_and_template(hand_storage):
     frame = ld.load_trials(str(hand_storage), "hand")
     knobs = ld.knob_columns(frame)
@@ -341,9 +272,8 @@ def test_edf_data_per_choice(hand_storage):
 def test_app_shows_the_front_of_the_study(monkeypatch, hand_storage):
     at = run_app(monkeypatch, hand_storage)
     assert not at.exception and not at.error
-    assert metric(at, "trials") == "4"
-    assert metric(at, "on the front") == "2"
-    assert metric(at, "over the study's budget") == "1"
+    assert counts(at) == ("**4 trials**: 3 networks trained, 1 over budget (not trained) · **2 on the front** · "
+                          "0 outside your budgets and filters")
     spec = chart_spec(at)
     points = {d["name"]: rows_of(d) for d in spec["data"] if d["mode"] == "markers"}
     assert points == {"Pareto front": [0, 1], "dominated": [2], "over budget (study)": [3]}
@@ -399,8 +329,7 @@ def test_app_budget_recomputes_the_front(monkeypatch, hand_storage):
     limit = max(x for x in limits if x < frame["params"].iloc[1])  # just below trial #1's params
     assert limit >= frame["params"].iloc[0]
     at.select_slider(key="max_params").set_value(limit).run()
-    assert metric(at, "on the front") == "1"  # only #0 fits
-    assert metric(at, "outside your budget/filter") == "2"
+    assert "**1 on the front** · 2 outside your budgets and filters" in counts(at)  # only #0 fits
 
 
 def test_app_selected_trial_detail_and_download(monkeypatch, hand_storage, downloads):
@@ -446,19 +375,6 @@ def test_app_design_space_tab(monkeypatch, tmp_path):
     assert importances["knob"].iloc[0] == "base_e"
 
 
-def test_app_draws_a_large_study_as_points_and_density(monkeypatch, tmp_path):
-    monkeypatch.setattr(figures, "DETAIL_MAX", 50)
-    storage = factory.make_storage(tmp_path / "big.journal", {"big": 400})
-    at = run_app(monkeypatch, storage)
-    assert not at.exception
-    spec = chart_spec(at)
-    points = sum(len(rows_of(d)) for d in spec["data"] if d.get("mode") == "markers")
-    cells = sum(np.nansum(decode(d["z"])) for d in spec["data"] if d["type"] == "heatmap")
-    assert (points, cells) == (50, 350)
-    assert any("50 trials nearest the front are drawn as points; the other 350 as density layers" in c.value
-               for c in at.caption)
-
-
 def test_app_overlays_several_studies(monkeypatch, tmp_path):
     storage = factory.make_storage(tmp_path / "two.journal", {"a": 30, "b": 20}, seed=1)
     at = run_app(monkeypatch, storage)
@@ -467,7 +383,7 @@ def test_app_overlays_several_studies(monkeypatch, tmp_path):
     linked.query_params["study"] = "a"  # a link naming a study: ?study=a
     assert linked.run().multiselect(key="studies").value == ["a"]
     at.multiselect(key="studies").select("a").run()
-    assert metric(at, "trials") == "50"
+    assert counts(at).startswith("**50 trials**: 50 networks trained")
     names = [d["name"] for d in chart_spec(at)["data"]]
     assert "front · a" in names and "front · b" in names
 

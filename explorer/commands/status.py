@@ -32,18 +32,21 @@ def run(args: argparse.Namespace) -> int:
 def report(df, name: str, url: str, objectives: list[str], plain: bool = False) -> str:
     """The whole status text for a trial table."""
     from explorer.store import attrs as A
-    from explorer.study.loop import CUT_STATE, states_text
+    from explorer.store import counts_text
+    from explorer.store.table import outcome_counts, untrainable
 
     lines = [f"study {name}  ({url})"]
-    counts = {}
-    if len(df):  # a trial the time budget cut is counted apart from its state (PRUNED; COMPLETE if older)
-        cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
-        counts = df["state"].where(~cut, CUT_STATE).value_counts().to_dict()
-    lines.append("trials: " + (states_text(counts) if counts else "none"))
+    if not len(df):
+        lines.append("trials: none")
+    elif plain:  # no explorer attributes: Optuna's states
+        lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items()))
+    else:  # duplicates, over-budget and cut trials apart from the networks trained (explorer.store.outcome)
+        lines.append("trials: " + counts_text(outcome_counts(df)))
     if len(df):
-        extra = [f"{int(df['infeasible'].sum())} over budget (not trained)",
-                 f"{int(df['duplicate_of'].notna().sum())} duplicates (reused)"]
-        lines.append("        " + ", ".join(extra))
+        cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
+        dead = int((untrainable(df) & (df["state"] == "COMPLETE") & df["duplicate_of"].isna()).sum())
+        if dead:
+            lines.append(f"        {dead} dead or diverged (could not train; not on the front)")
         if cut.any():
             retried = set(df.loc[df["retry_reason"] == A.CUT_RETRY, "retry_of"].dropna().astype(int))
             waiting = sorted(int(n) for n in df.loc[cut, "number"] if int(n) not in retried)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from explorer.design.spec import RANGES, TORCHVISION_HEAD
 from explorer.store import attrs as A
+from explorer.store.outcome import UNTRAINABLE_ENDS, front_candidate, outcome_key
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_LOSS_SUM, A.TRAIN_SECONDS, A.IMAGES_PER_S,
@@ -72,14 +73,27 @@ def trial_table(rec: StudyRecord) -> pd.DataFrame:
     return _typed_knobs(frame)
 
 
-def comparable(frame: pd.DataFrame) -> np.ndarray:
-    """Rows a front may hold: COMPLETE, trained itself (not a duplicate), not cut by the time budget.
+def comparable(frame: pd.DataFrame, untrainable: bool = False) -> np.ndarray:
+    """Rows a front may hold (explorer.store.outcome.front_candidate): COMPLETE, trained itself (not a
+    duplicate), not cut by the time budget, and, unless `untrainable`, not dead or diverged.
 
-    (Budgets are checked apart: `infeasible`.) A cut trial trained fewer epochs than its
-    recipe, so its accuracy measures the machine's speed as much as the network.
+    (Budgets are checked apart: `infeasible`.)
     """
-    return ((frame["state"] == "COMPLETE").to_numpy() & frame[A.DUPLICATE_OF].isna().to_numpy()
-            & (frame[A.END] != A.CUT).to_numpy())
+    return np.array([front_candidate(s, e, d, untrainable=untrainable)
+                     for s, e, d in zip(frame["state"], frame[A.END], frame[A.DUPLICATE_OF])], dtype=bool)
+
+
+def untrainable(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of networks that could not train (`end` dead or diverged): off a front unless asked for."""
+    return frame[A.END].isin(UNTRAINABLE_ENDS).to_numpy()
+
+
+def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Trials per summary key (explorer.store.outcome.outcome_key), as `explorer run` counts the trials it ran;
+    explorer.store.outcome.counts_text words them."""
+    keys = [outcome_key(s, {A.INFEASIBLE: bool(i), A.DUPLICATE_OF: d, A.END: e})
+            for s, i, d, e in zip(frame["state"], frame[A.INFEASIBLE], frame[A.DUPLICATE_OF], frame[A.END])]
+    return pd.Series(keys, dtype=object).value_counts().to_dict() if keys else {}
 
 
 def empty_frame() -> pd.DataFrame:

@@ -58,19 +58,14 @@ class RunSummary:
     exhausted: str = ""  # why the run stopped early because no new network was coming (not an error)
 
     def counts_text(self) -> str:
-        """'14 complete, 2 cut by the time budget' (states of the trials this call ran)."""
+        """'14 networks trained, 2 cut by the time budget' (the trials this call ran)."""
         return states_text(self.states)
 
 
 CUT_STATE = store.CUT_STATE  # a summary key: trials the time_budget_s guard cut (stored PRUNED, end time_budget)
 
 
-def states_text(states: dict[str, int]) -> str:
-    """Counts by state, cut trials apart: '14 complete, 1 pruned, 2 cut by the time budget'."""
-    order = ("COMPLETE", "PRUNED", CUT_STATE, "FAIL", "RUNNING", "WAITING")
-    keys = sorted(states, key=lambda k: (order.index(k) if k in order else len(order), k))
-    return ", ".join(f"{states[k]} {A.CUT_RETRY if k == CUT_STATE else k.lower()}" for k in keys
-                     if states[k]) or "no trials"
+states_text = store.counts_text  # '16 networks trained, 2 duplicates (reused), 1 cut by the time budget'
 
 
 # --- checks before anything runs ---------------------------------------------------------
