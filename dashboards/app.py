@@ -26,7 +26,7 @@ from dashboards import landscape as landscape_view
 from dashboards import loading as ld
 from explorer.core.errors import UserError
 from explorer.design.budgets import STUDY_BUDGETS
-from explorer.results import pareto
+from explorer.results import importance, pareto
 from explorer.store.table import comparable, latency_settings, untrainable
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
@@ -74,15 +74,18 @@ def read_once(key: str, ident: tuple, read):
 
 @st.cache_resource(show_spinner="Loading trials…", max_entries=6)
 def get_trials(url: str, studies: tuple[str, ...],
-               fingerprints: tuple) -> tuple[pd.DataFrame, figures.Hover, dict]:
-    """Trials, hover labels and varied knobs' filter choices, cached until a fingerprint changes.
+               fingerprints: tuple) -> tuple[pd.DataFrame, figures.Hover, dict, dict]:
+    """Trials, hover labels, varied knobs' filter choices and the studies as read (name -> StudyRecord),
+    cached until a fingerprint changes.
 
     cache_resource, not cache_data: the frame is never mutated, and cache_data would
     unpickle it on every rerun (about 0.1 s at 10,000 trials, the whole rerun budget).
     """
-    frame = ld.load_studies(get_storage(url), list(studies))
+    records = ld.load_records(get_storage(url), list(studies))
+    frame = ld.records_table(records)
     knobs = ld.knob_columns(frame)
-    return frame, figures.hover_data(frame, knobs), {k: knob_choices(frame[k]) for k in knobs}
+    return (frame, figures.hover_data(frame, knobs), {k: knob_choices(frame[k]) for k in knobs},
+            {rec.name: rec for rec in records})
 
 
 def knob_choices(values: pd.Series) -> tuple:
@@ -93,26 +96,13 @@ def knob_choices(values: pd.Series) -> tuple:
     return ("set", sorted(values.dropna().unique().tolist(), key=lambda v: figures._natural(str(v))))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def get_importances(url: str, study: str, fingerprint: tuple, acc_col: str) -> dict[str, float]:
-    """Optuna's parameter importances for reaching high accuracy (default evaluator).
-
-    The target is the error (1 - accuracy): Optuna's default PED-ANOVA evaluator ranks
-    params by how they lead to low target values, and says so in a warning we silence.
-    """
-    import warnings
-
-    import optuna
-
-    study_obj = optuna.load_study(study_name=study, storage=get_storage(url))
-    trials = [t for t in study_obj.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if isinstance(t.user_attrs.get(acc_col), (int, float))]
-    if len({tuple(sorted(t.params.items())) for t in trials}) < 2:
-        raise ValueError("it needs at least two completed trials with different params")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return optuna.importance.get_param_importances(
-            study_obj, target=lambda t: 1.0 - float(t.user_attrs.get(acc_col, float("nan"))))
+@st.cache_resource(show_spinner="Computing importances…", max_entries=4)
+def get_importances(url: str, studies: tuple[str, ...], fingerprints: tuple, study: str,
+                    acc_col: str) -> dict[str, float]:
+    """Optuna's parameter importances for reaching high accuracy, from the trials the page already
+    read (explorer.results.importance; no second read of the storage)."""
+    rec = get_trials(url, studies, fingerprints)[3][study]
+    return importance.importances(rec.frozen_trials, acc_col, rec.directions)
 
 
 def main() -> None:
@@ -157,7 +147,7 @@ def main() -> None:
         return
     try:
         fps = read_once("fingerprints", (url, tuple(chosen)), lambda: get_fingerprints(url, tuple(chosen)))
-        frame, hover, knob_meta = get_trials(url, tuple(chosen), fps)
+        frame, hover, knob_meta, _ = get_trials(url, tuple(chosen), fps)
         knobs = list(knob_meta)
     except Exception as exc:  # a storage changing under us must not end in a traceback
         st.session_state.pop("_read_once", None)
@@ -490,17 +480,17 @@ def design_space_tab(frame, knobs, view, url, chosen, fps) -> None:
     if st.button("Compute importances", key="imp_go"):
         st.session_state["imp_for"] = study
     if st.session_state.get("imp_for") == study:
-        importance_block(frame, url, study, fps[chosen.index(study)], view["acc"])
+        importance_block(frame, url, tuple(chosen), fps, study, view["acc"])
 
 
-def importance_block(frame, url, study, fp, acc_col) -> None:
+def importance_block(frame, url, studies, fps, study, acc_col) -> None:
     """Importances, or a message saying why there are none."""
     rows = frame[(frame["study"] == study) & frame[acc_col].notna()]
     if len(rows) < 2:
         st.info("Importances need at least two completed trials.")
         return
     try:
-        imp = get_importances(url, study, fp, acc_col)
+        imp = get_importances(url, studies, fps, study, acc_col)
     except Exception as exc:  # e.g. params that never vary, or mixed distributions
         st.info(f"Optuna could not compute importances here: {exc}")
         return
