@@ -30,6 +30,7 @@ from explorer.results import importance, pareto
 from explorer.store.table import comparable, latency_settings, untrainable
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
+STATE_FILTERS = "_budgets_filters"  # {"limits": {cost: max}, "ranges": {knob: rule}} set in the sidebar
 NO_LIMIT = "no limit"
 LIMIT_LABELS = {"params": "Max parameters", "macs": "Max MACs", "size_mb": "Max size (MB)",
                 "latency_ms": "Max latency (ms)"}
@@ -268,31 +269,61 @@ def _limit_options(values: np.ndarray) -> list:
 
 
 def budgets_and_filters(frame: pd.DataFrame, knob_meta: dict) -> np.ndarray:
-    """Budget sliders and knob filters (sidebar); True where a trial passes them all."""
-    limits, ranges = {}, {}
-    with st.sidebar.expander("Budgets and filters"):
-        for col in STUDY_BUDGETS:  # a study's budgets (latency where stored)
-            label = LIMIT_LABELS[col]
-            options = _limit_options(frame[col].to_numpy(dtype=float))
-            if len(options) > 1:
-                chosen = st.select_slider(label, options, value=NO_LIMIT, key=f"max_{col}",
-                                          format_func=lambda x: x if x == NO_LIMIT else figures.fmt_count(x))
-                limits[col] = None if chosen == NO_LIMIT else float(chosen)
-        for knob, meta in knob_meta.items():
-            ranges.update(_knob_filter(knob, meta))
+    """Budget sliders and knob filters (sidebar); True where a trial passes them all.
+
+    The expander draws its widgets only while open: a collapsed one costs the browser nothing (its
+    sliders and filters were a sixth of the first chart's time, bench/dashboard_profile.py). What was
+    set is kept in the session and applies while it is closed, and a caption says so.
+    """
+    saved = st.session_state.setdefault(STATE_FILTERS, {"limits": {}, "ranges": {}})
+    box = st.sidebar.expander("Budgets and filters", key="filters_open", on_change="rerun")
+    if box.open:
+        with box:
+            saved["limits"] = {c: v for c, v in ((c, _budget_slider(frame, c, saved["limits"].get(c)))
+                                                 for c in STUDY_BUDGETS) if v is not None}
+            saved["ranges"] = {k: r for knob, meta in knob_meta.items()
+                               for k, r in _knob_filter(knob, meta, saved["ranges"].get(knob)).items()}
+    limits = {c: v for c, v in saved["limits"].items() if c in frame}
+    ranges = {k: r for k, r in saved["ranges"].items() if k in frame}
+    if not box.open and (limits or ranges):
+        st.sidebar.caption("Applied: " + "; ".join(
+            [f"{c} <= {figures.fmt_count(v)}" for c, v in limits.items()]
+            + [f"{k.removeprefix('knob_')} in {_rule_text(r)}" for k, r in ranges.items()]))
     mask = pareto.budget_mask({c: frame[c] for c in limits}, limits) if limits else np.ones(len(frame), bool)
     return mask & pareto.filter_mask(frame, ranges)
 
 
-def _knob_filter(knob: str, meta: tuple) -> dict:
+def _budget_slider(frame: pd.DataFrame, col: str, saved: float | None) -> float | None:
+    """A study budget's slider (where the trials hold the cost); the limit chosen, None for none."""
+    options = _limit_options(frame[col].to_numpy(dtype=float))
+    if len(options) == 1:
+        return None
+    if saved is not None and saved not in options:  # set on other studies: kept as it was
+        options = sorted(options[:-1] + [saved]) + [NO_LIMIT]
+    chosen = st.select_slider(LIMIT_LABELS[col], options, value=NO_LIMIT if saved is None else saved,
+                              key=f"max_{col}", format_func=lambda x: x if x == NO_LIMIT else figures.fmt_count(x))
+    return None if chosen == NO_LIMIT else float(chosen)
+
+
+def _knob_filter(knob: str, meta: tuple, saved) -> dict:
+    """A knob's range slider or choice filter; {knob: rule} when it leaves trials out, else {}."""
     label = knob.removeprefix("knob_")
     if meta[0] == "range":
         lo, hi = meta[1], meta[2]
-        chosen = st.slider(label, lo, hi, (lo, hi), key=f"range_{knob}")
+        start = (max(lo, min(saved[0], hi)), min(hi, max(saved[1], lo))) if saved else (lo, hi)
+        chosen = st.slider(label, lo, hi, start, key=f"range_{knob}")
         return {} if tuple(chosen) == (lo, hi) else {knob: tuple(chosen)}
     options = meta[1]
-    chosen = st.multiselect(label, options, default=options, key=f"filter_{knob}")
+    kept = [o for o in options if o in saved] if saved is not None else options
+    chosen = st.multiselect(label, options, default=kept, key=f"filter_{knob}")
     return {} if len(chosen) == len(options) else {knob: chosen}
+
+
+def _rule_text(rule) -> str:
+    """'[0.25, 0.5]' for a range, '{none, simple}' for a set of choices."""
+    if isinstance(rule, tuple):
+        return f"[{rule[0]:.4g}, {rule[1]:.4g}]"
+    return "{" + ", ".join(map(str, rule)) + "}"
 
 
 def _remember_selection() -> None:

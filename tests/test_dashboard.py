@@ -324,12 +324,21 @@ def test_app_colour_by_a_knob(monkeypatch, hand_storage):
 
 def test_app_budget_recomputes_the_front(monkeypatch, hand_storage):
     at = run_app(monkeypatch, hand_storage)
+    assert not at.select_slider  # closed: its widgets are not drawn
+    at.session_state["filters_open"] = True  # the user opens "Budgets and filters"
+    at.run()
     frame = ld.load_trials(str(hand_storage), "hand")
     limits = [parse_count(o) for o in at.select_slider(key="max_params").options if o != "no limit"]
     limit = max(x for x in limits if x < frame["params"].iloc[1])  # just below trial #1's params
     assert limit >= frame["params"].iloc[0]
     at.select_slider(key="max_params").set_value(limit).run()
     assert "**1 on the front** · 2 outside your budgets and filters" in counts(at)  # only #0 fits
+    at.session_state["filters_open"] = False  # closed again: the budget still applies, and says so
+    at.run()
+    assert not at.select_slider and "**1 on the front** · 2 outside your budgets and filters" in counts(at)
+    assert any(c.value == f"Applied: params <= {figures.fmt_count(limit)}" for c in at.sidebar.caption)
+    at.session_state["filters_open"] = True  # reopened: the slider shows the limit set
+    assert at.run().select_slider(key="max_params").value == limit
 
 
 def test_app_selected_trial_detail_and_download(monkeypatch, hand_storage, downloads):
