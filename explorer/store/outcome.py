@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import numpy as np
+
 from explorer.store import attrs as A
 
 CUT_STATE = "CUT"  # a summary key: trials the time_budget_s guard cut (stored PRUNED)
@@ -26,20 +28,26 @@ WORDS = {"COMPLETE": ("network trained", "networks trained"),
          "WAITING": ("waiting",) * 2}
 
 
-def _missing(value: Any) -> bool:
-    """None, or the trial table's NaN for a missing number."""
+def _missing(value: Any) -> Any:
+    """None, or the trial table's NaN for a missing number (elementwise on an array)."""
+    if isinstance(value, np.ndarray):
+        return np.isnan(value) if value.dtype.kind == "f" else np.array([_missing(v) for v in value], dtype=bool)
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def outcome_keys(state: np.ndarray, infeasible: np.ndarray, duplicate_of: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Each trial's key in a summary's counts: over budget, a duplicate, cut by the time budget, else its
+    state (arrays of the trials' values, e.g. the trial table's columns)."""
+    state, end = np.asarray(state, dtype=object), np.asarray(end, dtype=object)
+    return np.select([np.asarray(infeasible, dtype=bool), ~_missing(np.asarray(duplicate_of)), end == A.CUT],
+                     [OVER_BUDGET_STATE, DUPLICATE_STATE, CUT_STATE], default=state)
+
+
 def outcome_key(state: str, attrs: Mapping[str, Any]) -> str:
-    """A trial's key in a summary's counts: over budget, a duplicate, cut by the time budget, else its state."""
-    if attrs.get(A.INFEASIBLE) is True:
-        return OVER_BUDGET_STATE
-    if not _missing(attrs.get(A.DUPLICATE_OF)):
-        return DUPLICATE_STATE
-    if attrs.get(A.END) == A.CUT:
-        return CUT_STATE
-    return state
+    """One trial's key in a summary's counts (`outcome_keys`) from its state and user attrs."""
+    return str(outcome_keys(np.array([state], dtype=object), np.array([attrs.get(A.INFEASIBLE) is True]),
+                            np.array([attrs.get(A.DUPLICATE_OF)], dtype=object),
+                            np.array([attrs.get(A.END)], dtype=object))[0])
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
@@ -50,12 +58,16 @@ def counts_text(counts: Mapping[str, int]) -> str:
                      if counts[k]) or "no trials"
 
 
-def front_candidate(state: str, end: Any, duplicate_of: Any, *, untrainable: bool = False) -> bool:
+def front_candidate(state: Any, end: Any, duplicate_of: Any, *, untrainable: bool = False) -> Any:
     """May a trial be on a front: COMPLETE, trained itself (not a duplicate), to its last epoch (not cut by
-    the time budget), and a network that trained (not dead or diverged) unless `untrainable`?
+    the time budget), and a network that trained (not dead or diverged) unless `untrainable`? One trial's
+    values give a bool, arrays of them (the trial table's columns) an array.
 
     (A study's budget is checked apart: `infeasible`.) A cut trial trained fewer epochs than its recipe,
     so its accuracy measures the machine's speed as much as the network.
     """
-    return (state == "COMPLETE" and _missing(duplicate_of) and end != A.CUT
-            and (untrainable or end not in UNTRAINABLE_ENDS))
+    end_ = np.asarray(end, dtype=object)
+    ok = (np.asarray(state, dtype=object) == "COMPLETE") & _missing(duplicate_of) & (end_ != A.CUT)
+    for gone in () if untrainable else UNTRAINABLE_ENDS:
+        ok = ok & (end_ != gone)
+    return bool(ok) if np.ndim(ok) == 0 else ok

@@ -22,7 +22,7 @@ import pandas as pd
 
 from explorer.design.spec import RANGES, TORCHVISION_HEAD
 from explorer.store import attrs as A
-from explorer.store.outcome import UNTRAINABLE_ENDS, front_candidate, outcome_key
+from explorer.store.outcome import UNTRAINABLE_ENDS, front_candidate, outcome_keys
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_LOSS_SUM, A.TRAIN_SECONDS, A.IMAGES_PER_S,
@@ -79,8 +79,9 @@ def comparable(frame: pd.DataFrame, untrainable: bool = False) -> np.ndarray:
 
     (Budgets are checked apart: `infeasible`.)
     """
-    return np.array([front_candidate(s, e, d, untrainable=untrainable)
-                     for s, e, d in zip(frame["state"], frame[A.END], frame[A.DUPLICATE_OF])], dtype=bool)
+    return np.asarray(front_candidate(frame["state"].to_numpy(dtype=object), frame[A.END].to_numpy(dtype=object),
+                                      frame[A.DUPLICATE_OF].to_numpy(dtype=float), untrainable=untrainable),
+                      dtype=bool).reshape(len(frame))
 
 
 def untrainable(frame: pd.DataFrame) -> np.ndarray:
@@ -89,11 +90,12 @@ def untrainable(frame: pd.DataFrame) -> np.ndarray:
 
 
 def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """Trials per summary key (explorer.store.outcome.outcome_key), as `explorer run` counts the trials it ran;
-    explorer.store.outcome.counts_text words them."""
-    keys = [outcome_key(s, {A.INFEASIBLE: bool(i), A.DUPLICATE_OF: d, A.END: e})
-            for s, i, d, e in zip(frame["state"], frame[A.INFEASIBLE], frame[A.DUPLICATE_OF], frame[A.END])]
-    return pd.Series(keys, dtype=object).value_counts().to_dict() if keys else {}
+    """Trials per summary key (explorer.store.outcome.outcome_keys), as `explorer run` counts the trials it
+    ran; explorer.store.outcome.counts_text words them."""
+    keys = outcome_keys(frame["state"].to_numpy(dtype=object), frame[A.INFEASIBLE].to_numpy(dtype=bool),
+                        frame[A.DUPLICATE_OF].to_numpy(dtype=float), frame[A.END].to_numpy(dtype=object))
+    names, n = np.unique(keys.astype(str), return_counts=True)
+    return {str(k): int(c) for k, c in zip(names, n)}
 
 
 def empty_frame() -> pd.DataFrame:
