@@ -303,10 +303,10 @@ def classify(size: Sequence[float], acc: Sequence[float], infeasible: Sequence[b
              final: Sequence[bool] | None = None) -> np.ndarray:
     """Each point's role: front, dominated, partial, excluded, infeasible or missing.
 
-    `final`: the accuracy is a finished trial's own, to its last epoch (False for pruned
-    trials and trials cut by the time budget, whose accuracy is partial, and for duplicates,
-    which repeat another trial's result: explorer.store.table.comparable); such points are
-    'partial' and never on the front.
+    `final`: the trial may be on a front (explorer.store.table.comparable: False for pruned
+    trials and trials cut by the time budget, whose accuracy is partial, for duplicates,
+    which repeat another trial's result, and for networks that could not train, dead or
+    diverged, unless asked for); such points are 'partial' and never on the front.
 
     `infeasible`: rejected by the study's own budget; `allowed`: inside the dashboard's
     budgets and filters; 'missing' marks points with no valid size or accuracy. The front
