@@ -118,10 +118,12 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: no orphan CPU hogs
     if args.browser:
-        print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-              f"on {os.cpu_count()} CPUs", flush=True)
-        rows = browser_bench([int(n) for n in args.trials.split(",")], args.kinds.split(","), not args.no_peer,
-                             args.loads.split(","), args.repeats)
+        from explorer.core.errors import UserError
+
+        try:
+            rows = browser_rows(args)
+        except UserError as exc:
+            sys.exit(f"dashboard_load.py: {exc} (or leave PostgreSQL out: --kinds journal,sqlite)")
         print("\n" + markdown_table(rows) + "\n")
         print("\n".join(goal_lines(rows)))
         print(json.dumps({"rows": rows, "loadavg_1min": round(os.getloadavg()[0], 2)}))
@@ -309,6 +311,20 @@ def busy(on: bool):
     """Two CPU hogs (a busy machine) while `on`; returns a stopper."""
     hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(2 if on else 0)]
     return lambda: [(h.kill(), h.wait()) for h in hogs]
+
+
+def browser_rows(args) -> list[dict]:
+    """The --browser runs for the parsed command line; UserError (one line) when PostgreSQL is asked for
+    and EXPLORER_TEST_PG_URL does not answer."""
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs", flush=True)
+    kinds = args.kinds.split(",")
+    if "postgresql" in kinds and os.environ.get("EXPLORER_TEST_PG_URL"):
+        from explorer.store.pg import probe
+
+        probe(os.environ["EXPLORER_TEST_PG_URL"])  # before minutes of work: start it with .ci/postgres.sh
+    return browser_bench([int(n) for n in args.trials.split(",")], kinds, not args.no_peer,
+                         args.loads.split(","), args.repeats)
 
 
 def browser_bench(sizes: list[int], kinds: list[str], with_peer: bool, loads: list[str],
