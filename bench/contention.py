@@ -25,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from explorer.training.datasource import default_archive
+
 REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 
 
 def child(mode: str, source: str, per_class: int, epochs: int) -> dict:

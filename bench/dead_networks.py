@@ -1,9 +1,9 @@
 """Dead or at-chance networks in the shipped study spaces: torchvision's head vs the fix.
 
-Issue 14, item 1. Every network is trained twice per seed, identical but for the
-classifier head: "before" is torchvision's (dropout -> conv10 -> ReLU -> average pool;
-head_bn=False, head_relu=True), "after" is the generated spaces' (BatchNorm -> dropout ->
-conv10 -> average pool; head_bn=True, head_relu=False). Same initial weights for the
+Every network is trained twice per seed, identical but for the classifier head: "before"
+is torchvision's (dropout -> conv10 -> ReLU -> average pool; head_bn=False,
+head_relu=True), "after" is the generated spaces' (BatchNorm -> dropout -> conv10 ->
+average pool; head_bn=True, head_relu=False). Same initial weights for the
 shared layers, same batches.
 
 The networks are the spaces' own points, built by explorer.study.config.load_config +
@@ -57,10 +57,11 @@ from explorer.design.spec import SqueezeSpec, spec_id  # noqa: E402
 from explorer.study.config import load_config  # noqa: E402
 from explorer.study.space import Space  # noqa: E402
 from explorer.training.data import load_data  # noqa: E402
+from explorer.training.datasource import default_archive  # noqa: E402
 from explorer.training.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 SWEEPS = ("sweep_sr", "sweep_pct3x3", "sweep_pools", "sweep_bypass")
 HEADS = {"before": {"head_bn": False, "head_relu": True}, "after": {"head_bn": True, "head_relu": False}}
 AT_CHANCE = 0.15  # 10 classes: chance is 0.10; see the module docstring

@@ -1,7 +1,7 @@
 """How well do the quickstart's short trials rank its networks? `explorer fidelity`'s figures, as a benchmark.
 
-Issue 14, items 2 and 3. Runs `explorer fidelity` (explorer.results.fidelity) on a study already
-run, by default the quickstart in runs/qs.journal:
+Runs `explorer fidelity` (explorer.results.fidelity) on a study already run, by default the
+quickstart in runs/qs.journal:
 
     python3 -m explorer run studies/quickstart.yaml --storage runs/qs.journal
     python3 bench/fidelity.py [--storage runs/qs.journal] [--study quickstart] [--sample 8]
@@ -38,6 +38,7 @@ def main() -> int:
     from explorer.commands import main as cli
     from explorer.results import fidelity as fd
     from explorer.store import open_storage, read_study
+    from explorer.training.datasource import default_archive
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--storage", default=str(ROOT / "runs" / "qs.journal"))
@@ -47,7 +48,7 @@ def main() -> int:
     p.add_argument("--per-class", type=int)
     p.add_argument("--resolution", type=int)
     p.add_argument("--include-cut", action="store_true", help="also trials the study's time budget cut")
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"))
+    p.add_argument("--data", default=str(default_archive()))
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()

@@ -47,7 +47,8 @@ def main(argv=None) -> dict:
     out["load_seconds"] = round(time.perf_counter() - t, 2)
     torch.manual_seed(a.seed)
     model = build_model(preset("squeezenet_cifar"))
-    r = train(model, d, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device)
+    r = train(model, d, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+              label_smoothing=0.1, threads=None)
     print(f"val acc per epoch: {[round(v, 4) for v in r.val_acc]}")
     test = d.test()
     acc, loss = evaluate(model, test.x, test.y, mean=d.mean, std=d.std, device=a.device)

@@ -3,7 +3,7 @@
 Each run is `explorer run STUDY --n-trials N --jobs J` (N = 6 by default: a shortened
 quickstart) into a fresh storage, timed from start to exit (process start, data load from
 the warm cache, trials, shutdown). STUDY is the quickstart with its time guard
-(`trainer.time_budget_s`) removed: on a busy machine the 60 s guard cut trials short, and a
+(`trainer.time_budget_s`) removed: on a busy machine a guard cuts trials short, and a
 cut trial is less work, so trials per hour would not compare equal work. The two are
 interleaved over repeats; trials per hour = N / median wall time. Key `jobs_speedup`
 (auto over 1; goal >= 1.6 on 2 cores); `identical_accuracy`: every trial number has the
@@ -27,8 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from explorer.training.datasource import default_archive
+
 REPO = Path(__file__).resolve().parents[1]
-ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 LINE = re.compile(r"^#(\d+)\s+\w+\s+val_acc\s+(\S+)", re.M)
 
 

@@ -1,8 +1,8 @@
 """The paper's three design-space sweeps on CIFAR-10 (CPU scale), with seeds; tables and charts.
 
-Issue 14, item 5. The studies studies/paper_sr_cpu.yaml, paper_pct3x3_cpu.yaml and
-paper_bypass_cpu.yaml are grids over one knob (squeeze ratio, share of 3x3 filters,
-bypass) with the others fixed. A grid trains each point once, with the study's trainer
+The studies studies/paper_sr_cpu.yaml, paper_pct3x3_cpu.yaml and paper_bypass_cpu.yaml
+are grids over one knob (squeeze ratio, share of 3x3 filters, bypass) with the others
+fixed. A grid trains each point once, with the study's trainer
 seed (0); the seed repeats come from `explorer calibrate`, which retrains a trial's
 network with other seeds (weights, batch order, augmentation; the validation split stays
 fixed) and stores the accuracies with the study (study user attr calibration/<trial>).

@@ -137,8 +137,10 @@ def _worker(url: str, n: int, q) -> None:
 
 def _run_n(study, config, n: int) -> None:
     from explorer.study.objective import TrialRunner
+    from explorer.study.space import Space
 
-    runner = TrialRunner(study, config, data=DATA, device="cpu", trainer=NoopTrainer(), num_classes=10)
+    runner = TrialRunner(study, config, data=DATA, device="cpu", trainer=NoopTrainer(),
+                         space=Space.from_config(config))
     study.optimize(runner, n_trials=n)
 
 

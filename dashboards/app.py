@@ -359,6 +359,9 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
     st.session_state["_trace_rows"] = trace_rows
     st.session_state["_row_keys"] = (frame["study"].to_numpy(), frame["number"].to_numpy())
     st.markdown(figures.counts_line(frame, roles))
+    rungs = figures.rung_caption(frame)
+    if rungs:
+        st.caption(rungs)
     st.plotly_chart(fig, key="pareto_chart", on_select=_remember_selection,
                     selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
     settings = latency_settings(frame) if view["size"] == "latency_ms" else {}
@@ -414,7 +417,7 @@ def detail_tab(frame, roles, view, url) -> None:
                      hide_index=True)
         st.markdown("**Timings and provenance**")
         fields = ("train_seconds", "images_per_s", "duration_s", "seed", "device", "latency_setting",
-                  "spec_id", "duplicate_of", "over_budget", "pruned_reason", "git_rev")
+                  "spec_id", "duplicate_of", "over_budget", "rung", "pruned_reason", "git_rev")
         st.dataframe(pd.DataFrame({"field": fields, "value": [_show(row[c]) for c in fields]}),
                      hide_index=True)
     with right:
@@ -426,7 +429,7 @@ def detail_tab(frame, roles, view, url) -> None:
     layer_table(row["spec"])
     try:
         config = exports.trial_config(row, url)
-    except UserError as exc:  # a stored spec that no longer parses: no config to download
+    except UserError as exc:  # a stored spec that does not parse: no config to download
         st.warning(f"No config download for this trial: {exc}")
         return
     d1, d2 = st.columns(2)

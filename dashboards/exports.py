@@ -72,7 +72,7 @@ def config_filename(study: str, number: int, suffix: str = "yaml") -> str:
 def configs_zip(rows: pd.DataFrame, storage_url: str, skipped: list[str] | None = None) -> bytes:
     """A zip of one YAML config file per row.
 
-    A trial whose stored spec no longer parses (an older or foreign spec) is left out; when
+    A trial whose stored spec does not parse (another version's or tool's) is left out; when
     `skipped` is given, 'study #N: why' is appended to it for each one left out.
     """
     from explorer.core.errors import UserError

@@ -133,9 +133,9 @@ def counts_line(frame: pd.DataFrame, roles: np.ndarray) -> str:
             f"{int(role.get('excluded', 0)):,} outside your budgets and filters")
 
 
-CUT_ENDS = ("dead", "time_budget", "diverged", "stopped", "pruned")
+CUT_ENDS = ("dead", "time_budget", "diverged", "stopped", "pruned", "rung")
 END_WORDS = {"completed": "completed", "dead": "died (no learning)", "time_budget": "cut by the time budget",
-             "diverged": "diverged", "stopped": "stopped early", "pruned": "pruned"}
+             "diverged": "diverged", "stopped": "stopped early", "pruned": "pruned", "rung": "stopped at rung"}
 
 
 def cut_short(frame: pd.DataFrame) -> np.ndarray:
@@ -146,11 +146,29 @@ def cut_short(frame: pd.DataFrame) -> np.ndarray:
 
 
 def ending(frame: pd.DataFrame) -> np.ndarray:
-    """'ended: <how>' per trial (the state where no `end` was stored)."""
+    """'ended: <how>' per trial (the state where no `end` was stored); 'stopped at rung 2' where a schedule
+    stopped it."""
     end = frame["end"].astype(str)
     how = end.map(lambda e: END_WORDS.get(e, e)).to_numpy(dtype=object)
+    rung = frame["rung"].to_numpy(dtype=float) if "rung" in frame.columns else np.full(len(frame), np.nan)
+    at = np.where(np.isfinite(rung), " " + _fmt(pd.Series(rung), lambda v: f"{v:.0f}"), "")
+    how = np.where(end.to_numpy() == "rung", how + at, how)
     state = frame["state"].astype(str).str.lower().to_numpy(dtype=object)
     return np.where(end.to_numpy() != "", "ended: " + how, "state: " + state)
+
+
+def rung_caption(frame: pd.DataFrame) -> str:
+    """'4 trained the whole recipe; 9 stopped at rung 1, 3 at rung 2 (off the front)' ('' without a schedule)."""
+    if "rung" not in frame.columns:
+        return ""
+    stopped = frame.loc[(frame["end"] == "rung") & (frame["state"] == "PRUNED") & frame["duplicate_of"].isna(),
+                        "rung"].dropna().astype(int).value_counts().sort_index()
+    if stopped.empty:
+        return ""
+    parts = [f"{n} at rung {r}" for r, n in stopped.items()]
+    whole = int(((frame["state"] == "COMPLETE") & frame["duplicate_of"].isna() & ~frame["infeasible"]).sum())
+    return (f"Multi-fidelity schedule: {whole} trained the whole recipe; {int(stopped.sum())} stopped at a rung ("
+            + ", ".join(parts) + "): drawn off the front as cut short (their accuracy is from fewer epochs).")
 
 
 def _is_number(values: pd.Series) -> bool:

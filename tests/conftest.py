@@ -15,7 +15,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
-CIFAR_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+from explorer.training.datasource import default_archive
+
+CIFAR_ARCHIVE = default_archive()
 
 
 @pytest.fixture(scope="session")

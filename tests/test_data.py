@@ -15,8 +15,9 @@ from PIL import Image
 
 from explorer.core.errors import UserError
 from explorer.training import data as D
+from explorer.training import datasource
 
-ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = datasource.default_archive()
 CLASSES = ("cat", "dog", "emu")  # sorted: labels 0, 1, 2
 N_TRAIN, N_TEST = 6, 2  # per class
 
@@ -25,7 +26,7 @@ N_TRAIN, N_TEST = 6, 2  # per class
 def _isolated(tmp_path, monkeypatch):
     """Cache in tmp_path, no data source from the environment."""
     monkeypatch.setenv(D.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(D.ENV_DATA, raising=False)
+    monkeypatch.delenv(datasource.ENV, raising=False)
 
 
 def make_tree(root: Path, fmt: str = "PNG", size: int = 8) -> Path:
@@ -171,10 +172,10 @@ def test_missing_cifar_offline_is_one_line(tmp_path, monkeypatch):
 def test_no_source_names_the_fix(tmp_path, monkeypatch):
     with pytest.raises(UserError) as err:
         D.load_data()
-    assert "\n" not in str(err.value) and D.ENV_DATA in str(err.value) and "--data" in str(err.value)
+    assert "\n" not in str(err.value) and datasource.ENV in str(err.value) and "--data" in str(err.value)
     with pytest.raises(UserError, match="does not exist"):
         D.load_data(tmp_path / "nowhere")
-    monkeypatch.setenv(D.ENV_DATA, "synthetic")
+    monkeypatch.setenv(datasource.ENV, "synthetic")
     assert D.load_data().source == "synthetic"
 
 
@@ -226,3 +227,14 @@ def test_cifar10_archive_counts_stats_and_cached_speed(tmp_path):
     again = D.load_data(ARCHIVE, cache_dir=tmp_path / "c", per_class=100, resolution=16)
     assert time.perf_counter() - t < 3.0  # about 0.2 s measured; slack for a busy CI machine
     assert again.train.x.shape == (1000, 3, 16, 16) and torch.bincount(again.test().y).tolist() == [1000] * 10
+
+
+def test_the_default_archive_is_the_one_beside_the_repository():
+    """The README's main job reads ../shared/datasets/cifar10-jpeg.tar.gz beside the checkout, wherever
+    the module sits in the package tree."""
+    from explorer.core.runtime import git_revision
+    from explorer.training.datasource import default_archive
+
+    repo = Path(__file__).resolve().parents[1]
+    assert default_archive() == repo.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+    assert git_revision() != "unknown"  # run from the repository: its revision is found

@@ -25,6 +25,7 @@ from PIL import Image
 from explorer.core.errors import UserError
 from explorer.training import data as D
 from explorer.training import data_cache as C
+from explorer.training import datasource
 
 CLASSES = ("cat", "dog")
 N_TRAIN, N_TEST = 4, 2  # per class
@@ -34,7 +35,7 @@ N_TRAIN, N_TEST = 4, 2  # per class
 def _isolated(tmp_path, monkeypatch):
     """Cache in tmp_path, no data source or cache cap from the environment."""
     monkeypatch.setenv(D.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(D.ENV_DATA, raising=False)
+    monkeypatch.delenv(datasource.ENV, raising=False)
     monkeypatch.delenv(C.ENV_MAX_MB, raising=False)
 
 

@@ -226,7 +226,7 @@ def test_a_trainer_that_never_pauses_makes_the_measurement_say_so(tmp_path):
 
 
 def test_a_killed_measurer_never_leaves_the_machine_paused(tmp_path):
-    code = ("import os, sys; from pathlib import Path; from explorer import quiet\n"
+    code = ("import os, sys; from pathlib import Path; from explorer.latency import quiet\n"
             "with quiet.measuring(Path(sys.argv[1])):\n    os._exit(9)")
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)]).returncode == 9
     assert (tmp_path / "pause").exists()  # the flag is left behind ...
@@ -254,7 +254,8 @@ def test_train_keeps_pauses_out_of_its_time_budget_and_train_seconds():
         return 0.0
 
     start = time.perf_counter()
-    res = train(seeded_model(SMALL, 0), data, epochs=2, batch_size=16, time_budget_s=2.5, pause=pause)
+    res = train(seeded_model(SMALL, 0), data, epochs=2, batch_size=16, lr=0.2, label_smoothing=0.1, threads=None,
+                time_budget_s=2.5, pause=pause)
     wall = time.perf_counter() - start
     # without the correction the 3 s pause would end it at 2.5 s (the training itself takes well
     # under 2.5 s even on a busy 2-core machine)

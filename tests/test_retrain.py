@@ -17,10 +17,11 @@ from optuna.trial import TrialState
 
 from explorer.commands import main
 from explorer.design.spec import SqueezeSpec
+from explorer.training.datasource import default_archive
 
 from test_export import CIFAR8, TRAINER, attrs, make_study
 
-ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+ARCHIVE = default_archive()
 CIFAR10_TEST_IMAGES = 10_000
 VAL_PER_CLASS = 3  # the stored study's data settings (test_export.DATA): 30 val images
 

@@ -31,7 +31,7 @@ NOT_PRIVATE = frozenset({"_asdict", "_replace", "_fields", "_make", "_field_defa
 # (Listed by the first path component that matches, most specific first.)
 LAYERS = (
     ("explorer/commands/", 6), ("explorer/__main__.py", 6), ("dashboards/", 6),
-    ("explorer/results/", 5),
+    ("explorer/results/", 5), ("explorer/tabular/", 5),
     ("explorer/study/", 4),
     ("explorer/store/", 3),
     ("explorer/training/", 2), ("explorer/latency/", 2),

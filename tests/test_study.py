@@ -391,3 +391,24 @@ def test_runs_in_one_process_leave_no_heartbeat_threads(tmp_path):
         run(config(n_trials=1), str(tmp_path / f"s{i}.journal"), FakeTrainer())
     time.sleep(0.2)  # the stopped threads wake and return
     assert beats() == before
+
+
+def test_a_streak_of_infeasible_or_failed_trials_gives_up(monkeypatch):
+    import io
+
+    from explorer.study import loop
+
+    monkeypatch.setattr(loop, "MAX_INFEASIBLE_STREAK", 3)
+    summary, lines = loop.RunSummary("t", ""), io.StringIO()
+    moved = []
+    tally = loop._Tally(summary, types.SimpleNamespace(update=moved.append), lines)
+
+    def finished(infeasible: bool):
+        return optuna.trial.create_trial(value=0.5, params={}, distributions={}, user_attrs={"infeasible": infeasible})
+
+    for infeasible in (True, True, False, True, True):  # a feasible trial ends the streak
+        tally(None, finished(infeasible))
+    assert not tally.gave_up() and summary.ran == 5 and summary.trained == 1 and moved == [1]
+    tally(None, finished(True))
+    assert tally.gave_up() and summary.gave_up.startswith("stopped after 3 trials in a row")
+    assert lines.getvalue().count("\n") == 7  # six trial lines and the reason

@@ -67,7 +67,7 @@ def test_train_runs_on_the_threads_it_is_given(tmp_path):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        train(build_model(spec), data, epochs=1, batch_size=8, threads=1)
+        train(build_model(spec), data, epochs=1, batch_size=8, lr=0.2, label_smoothing=0.1, threads=1)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer import SqueezeSpec, build_model
+from explorer.training.config import TrainerConfig
 from explorer.training.data import load_data
-from explorer.training.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate, train
+from explorer.training.datasource import default_archive
+from explorer.training.train import ENDS, _Normalise, _reflect, _warmup_linear_decay, augment, evaluate
+from explorer.training.train import train as train_with_defaults
 
-ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+# These tests were written for airbench's learning rate and label smoothing, on torch's own threads.
+train = functools.partial(train_with_defaults, lr=0.2, label_smoothing=0.1, threads=None)
+
+ARCHIVE = default_archive()
 
 
 def tiny_spec(size: int = 16) -> SqueezeSpec:
@@ -58,6 +64,31 @@ def test_augment_is_a_reflect_padded_crop_or_its_mirror():
         flips += mirrored and not plain
     assert 10 < flips < 54  # about half the batch is flipped
     assert torch.equal(augment(x, 0, False, g), x)
+
+
+def _indexed_augment(x, pad, flip, g):
+    """The crop and flip as three index tensors over (image, row, column), the trainer's first form."""
+    b, h, w, _ = x.shape
+    dy = torch.randint(-pad, pad + 1, (b, 1), generator=g)
+    dx = torch.randint(-pad, pad + 1, (b, 1), generator=g)
+    rows = _reflect(torch.arange(h) + dy, h).expand(b, h)
+    cols = torch.arange(w).expand(b, w)
+    if flip:
+        mirrored = torch.rand(b, 1, generator=g) < 0.5
+        cols = torch.where(mirrored, w - 1 - cols, cols)
+    cols = _reflect(cols + dx, w)
+    return x[torch.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def test_augment_gathers_the_same_pixels_with_the_same_draws():
+    # Studies under way must stay reproducible: picking a batch and cropping it in one gather
+    # gives the pixels the three-index form gives, and leaves the generator where it left it.
+    x = torch.randint(0, 256, (300, 12, 10, 3), dtype=torch.uint8)
+    ga, gb = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for pad, flip in ((3, True), (1, False), (2, True)):
+        for idx in torch.randperm(300, generator=torch.Generator().manual_seed(pad)).split(64):
+            assert torch.equal(augment(x, pad, flip, ga, idx), _indexed_augment(x[idx], pad, flip, gb))
+    assert torch.equal(ga.get_state(), gb.get_state())
 
 
 def test_normalise_by_hand():
@@ -197,3 +228,12 @@ def test_train_loss_sum_is_the_sum_of_per_epoch_mean_losses(synthetic):
     assert res.train_loss_sum == pytest.approx(3 * want, rel=1e-4)
     learnt = train(fresh(), synthetic, epochs=3, batch_size=32, lr=0.05)
     assert len(learnt.train_loss) == 3 and learnt.train_loss[-1] < learnt.train_loss[0]
+
+
+def test_a_setting_left_out_is_the_study_default(synthetic):
+    # 400 training images: TrainerConfig's 3 epochs of batches of 128 are 3 x 3 full batches.
+    assert (TrainerConfig().epochs, TrainerConfig().batch_size) == (3, 128)
+    r = train_with_defaults(fresh(), synthetic)
+    assert r.steps == 9 and len(r.val_acc) == 3 and r.seed == 0
+    with pytest.raises(TypeError, match="warm_up"):
+        train_with_defaults(fresh(), synthetic, warm_up=0.2)

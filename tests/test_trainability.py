@@ -20,7 +20,7 @@ TRIAL0 = SqueezeSpec(base_e=48, incr_e=0, n_fire=6, stem="cifar", stem_width=32,
                      bypass="simple", pools=(2, 4), batchnorm=True, dropout=0.1, num_classes=10,
                      input_size=16)
 FIXED = dataclasses.replace(TRIAL0, head_bn=True, head_relu=False)
-QUICKSTART_RECIPE = dict(batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, label_smoothing=0.1)
+QUICKSTART_RECIPE = dict(batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, label_smoothing=0.1, threads=None)
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from explorer.training.datasource import default_archive
+
 REPO = Path(__file__).resolve().parents[1]
-CIFAR_ARCHIVE = REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz"
+CIFAR_ARCHIVE = default_archive()
 PG_URL = os.environ.get("EXPLORER_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="EXPLORER_TEST_PG_URL is not set: no PostgreSQL "
                                                  "server (CI starts one with .ci/postgres.sh)")
@@ -102,9 +104,9 @@ def _trials(url: str, name: str):
     return optuna.load_study(study_name=name, storage=_open(url)).get_trials(deepcopy=False)
 
 
-def start_worker(name: str, url: str, cwd: Path, *, victim: bool = False) -> subprocess.Popen:
-    """`explorer worker NAME --storage URL` (fast heartbeats) as a subprocess."""
-    head = [sys.executable, "-c", VICTIM] if victim else [sys.executable, "-m", "explorer"]
+def start_worker(name: str, url: str, cwd: Path, *, victim: bool = False, code: str = VICTIM) -> subprocess.Popen:
+    """`explorer worker NAME --storage URL` (fast heartbeats) as a subprocess (a victim runs `code`)."""
+    head = [sys.executable, "-c", code] if victim else [sys.executable, "-m", "explorer"]
     # one thread each: three 2-thread workers on 2 cores made trials 3-4x slower (measured)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(head + ["worker", name, "--storage", url, *FAST], cwd=cwd, env=env,

@@ -14,11 +14,15 @@ import pkgutil
 import sys
 
 from explorer.core.errors import UserError
+from explorer.training.datasource import ARCHIVE_NAME, ENV
 
-# The --trial help of train and calibrate (explorer.results.selection reads the selector; kept here so
-# `explorer --help` imports no storage code).
+# Help texts several commands share (kept here so `explorer --help` imports no torch or storage code).
+# --trial of train and calibrate (explorer.results.selection reads the selector):
 SELECTOR_HELP = ("best (its most accurate front trial), smallest (the smallest front trial within seed noise "
                  "of the best; needs a calibration) or a trial number N")
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: cuda when available)"
+DATA_HELP = (f"a dataset name or path on this machine (default: {ENV}, the study's data.source if it exists "
+             f"here, else ../{ARCHIVE_NAME})")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,9 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from explorer.commands import SELECTOR_HELP
-
     """Add the `calibrate` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP, SELECTOR_HELP
+
     p = sub.add_parser("calibrate", help="measure seed noise: retrain an exported config K times",
                        description="Retrain the config K times with the study's short-trial recipe "
                                    "(the trainer and data settings in the file), seeds S..S+K-1 for "
@@ -23,14 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trial", metavar="SEL", help=f"calibrate a trial of the study FILE names: {SELECTOR_HELP}")
     p.add_argument("--seeds", type=int, required=True, metavar="K", help="number of runs (>= 2)")
     p.add_argument("--seed", type=int, help="first seed (default: the study's trainer seed)")
-    p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
-                                  "else ../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--per-class", type=int, metavar="N",
                    help="training images per class (default: the study's; a changed recipe is written "
                         "to FILE only, not the study)")
     p.add_argument("--epochs", type=int, help="override the study's epochs (a changed recipe is written to "
                                                "FILE only, not the study)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads (default: the study's trainer.threads, else 1; another count is "
                         "a changed recipe, written to FILE only)")
@@ -47,13 +46,11 @@ def run(args: argparse.Namespace) -> int:
     trial is the file's network. The study is written before the file, and a failure to
     rewrite the file still prints the result.
     """
-
     from explorer.core.errors import UserError
-    from explorer.core.runtime import check_device, use_threads
+    from explorer.core.runtime import check_device
     from explorer.results import calibration as cal
     from explorer.results import exportfile as ef
-    from explorer.results import retrain as rt
-    from explorer.study.config import MAX_SEED, check_overrides
+    from explorer.study.configcheck import MAX_SEED, check_overrides
 
     if args.seeds < 2:
         raise UserError(f"--seeds={args.seeds}: give at least 2 runs (a std needs two)")
@@ -63,65 +60,28 @@ def run(args: argparse.Namespace) -> int:
                         f"{MAX_SEED}; give a smaller --seed")
     device = check_device(args.device)
     if args.trial is not None:  # a study's trial: the result goes into the study, there is no file
-        exp, storage = ef.study_export(args.file, args.storage, args.trial)
-        args.storage = storage
+        exp, args.storage = ef.study_export(args.file, args.storage, args.trial)
     else:
-        exp = _export_file(args.file)
-        if not exp.provenance:
-            raise UserError(f"{args.file} has no provenance: calibrate needs a file from `explorer export`")
-    settings = rt.trainer_settings(exp, epochs=args.epochs, threads=args.threads)
-    first = args.seed if args.seed is not None else int(settings["seed"])
-    seeds = list(range(first, first + args.seeds))
-    source = rt.data_source(args.data, exp)
-    recipe = {**rt.data_settings(exp, per_class=args.per_class if args.per_class is not None else "study"),
-              "source": source}
-    not_stored, diffs = cal.plan_calibration(exp, args.storage, settings, recipe)
-    use_threads(settings["threads"])  # the resize on load runs on torch's threads too
-    data = rt.load_export_data(exp, source, per_class=recipe["per_class"])
-    print(f"calibrating {exp.label}: {len(seeds)} runs of {settings['epochs']} epochs on "
-          f"{len(data.train.y):,} images, seeds {seeds[0]}..{seeds[-1]}, {device}", file=sys.stderr)
-    if not_stored:
-        print(f"explorer: note: {not_stored}", file=sys.stderr)
-    noise = cal.calibrate(exp, data, seeds=seeds, device=device, settings=settings, data_recipe=recipe,
-                         log=lambda line: print(line, file=sys.stderr))
-    noise["recipe"] = "the study's short-trial recipe" if not diffs else "changed: " + ", ".join(diffs)
-    cut = [s for s, end in zip(noise["seeds"], noise["ends"]) if end == "time_budget"]
-    if cut:
-        print(f"explorer: warning: seed(s) {', '.join(map(str, cut))} stopped at the time budget "
-              f"({settings['time_budget_s']:g} s) before the last epoch: those accuracies come from fewer "
-              "epochs, so the spread mixes seed noise with machine speed", file=sys.stderr)
-    note = cal.store_calibration(exp, noise, args.storage) if not not_stored else not_stored
+        exp = cal.calibration_file(args.file)
+    done = cal.calibrate_export(exp, runs=args.seeds, device=device, storage=args.storage, first_seed=args.seed,
+                                data_path=args.data, per_class=args.per_class, epochs=args.epochs,
+                                threads=args.threads, log=lambda line: print(line, file=sys.stderr))
+    noise = done.noise
+    if done.cut:
+        print(f"explorer: warning: seed(s) {', '.join(map(str, done.cut))} stopped at the time budget "
+              f"({noise['trainer']['time_budget_s']:g} s) before the last epoch: those accuracies come from "
+              "fewer epochs, so the spread mixes seed noise with machine speed", file=sys.stderr)
     result = (f"{exp.label}: val_acc {100 * noise['mean']:.2f}% ± {100 * noise['std']:.2f}% (mean ± std "
               f"over {noise['k']} seeds: {', '.join(f'{100 * a:.2f}' for a in noise['accs'])})")
     if args.trial is not None:
-        print(f"{result}; {note}")
+        print(f"{result}; {done.note}")
         return 0
     try:
         ef.update_export(exp, "noise", noise)
     except OSError as exc:
-        print(f"{result}; {note}")
+        print(f"{result}; {done.note}")
         raise UserError(f"cannot rewrite {args.file} ({exc.strerror or exc}); the result is printed above"
                         + (" and stored in the study: `explorer export` writes it into a new file"
-                           if note.startswith("stored in") else "")) from None
-    print(f"{result}; written to {args.file}; {note}")
+                           if done.stored else "")) from None
+    print(f"{result}; written to {args.file}; {done.note}")
     return 0
-
-
-def _export_file(path: str):
-    """The export file, checked unedited and in a writable folder (calibrate rewrites it)."""
-    from pathlib import Path
-
-    from explorer.core import util
-    from explorer.core.errors import UserError
-    from explorer.results import exportfile as ef
-
-    exp = ef.read_export(path)
-    if exp.edited:
-        raise UserError(f"{path}: {exp.edited}; the noise would not belong to the trial, "
-                        "so export the trial again")
-    try:
-        util.probe_writable(Path(path).resolve().parent)
-    except OSError as exc:
-        raise UserError(f"cannot write {path} ({exc.strerror or exc}): calibrate rewrites it with the "
-                        "result; make its folder writable or copy the file somewhere writable") from None
-    return exp

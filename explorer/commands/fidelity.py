@@ -8,11 +8,13 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `fidelity` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP
+
     p = sub.add_parser("fidelity", help="does a short trial predict a long one? retrain a sample and compare",
                        description="Retrain a sample of the study's trained trials with a longer recipe (default: "
                                    "4x the study's epochs), store each long result with the study "
                                    "(user attr fidelity/<recipe>/<trial>) as soon as it is measured, and report "
-                                   "Spearman and Kendall between short and long accuracy with bootstrap 95%% "
+                                   "Spearman and Kendall between short and long accuracy with bootstrap 95% "
                                    "intervals, front agreement, the hypervolume ratio and whether the export "
                                    "choices would change. Trials already measured with the recipe are not "
                                    "retrained: rerun after a kill, or give a larger --sample to extend it; "
@@ -25,9 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     longer.add_argument("--epochs", type=int, metavar="E", help="long recipe: E epochs (default: 4x the study's)")
     longer.add_argument("--per-class", type=int, metavar="P", help="long recipe: P training images per class")
     longer.add_argument("--resolution", type=int, metavar="R", help="long recipe: R x R pixels")
-    p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
-                                  "else ../shared/datasets/cifar10-jpeg.tar.gz)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--noise-std", type=float, metavar="S",
                    help="seed-noise std of val_acc for the within-noise pick (default: the study's calibrations)")
     p.add_argument("--include-cut", action="store_true",
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from explorer.core.errors import UserError
     from explorer.results import fidelity as fd
     from explorer.store import attrs, mask_url, open_storage, read_study
-    from explorer.study.config import check_overrides, resolve_target
+    from explorer.study.config import resolve_target
+    from explorer.study.configcheck import check_overrides
 
     if args.sample < 0:
         raise UserError(f"--sample={args.sample}: give a number of trials >= 0")

@@ -9,6 +9,8 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `run` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP
+
     p = sub.add_parser("run", help="run (or resume) the study described by a study file",
                        description="Create the study or resume it (same name, same storage) and "
                                    "run trials: sample, check budgets, train, record. Ctrl-C stops "
@@ -17,9 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-trials", type=int, help="finished trials wanted in total (earlier runs count)")
     p.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
     p.add_argument("--storage", help="storage URL or path (default: the file's, else runs/<name>.journal)")
-    p.add_argument("--data", help="dataset: a path or name (default: EXPLORER_DATA, the file's "
-                                  "data.source, else ../shared/datasets/cifar10-jpeg.tar.gz)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--retry-cut", action="store_true",
                    help="first queue again every trial the time budget (trainer.time_budget_s) cut; "
                         "each retry takes its cut trial's place in n_trials")
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     from explorer.core.errors import UserError
     from explorer.store import mask_url, password_note, runnable_url
-    from explorer.study.config import check_overrides, load_config
+    from explorer.study.config import load_config
+    from explorer.study.configcheck import check_overrides
     from explorer.study.jobs import parse_jobs
     from explorer.study.loop import CUT_STATE, run_study
 

@@ -33,20 +33,25 @@ def report(df, name: str, url: str, objectives: list[str], plain: bool = False) 
     """The whole status text for a trial table."""
     from explorer.store import attrs as A
     from explorer.store import counts_text
-    from explorer.store.table import outcome_counts, untrainable
+    from explorer.store.table import outcome_counts, rung_counts, untrainable
 
     lines = [f"study {name}  ({url})"]
     if not len(df):
         lines.append("trials: none")
     elif plain:  # no explorer attributes: Optuna's states
         lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items()))
-    else:  # duplicates, over-budget and cut trials apart from the networks trained (explorer.store.outcome)
+    else:  # duplicates, over-budget, cut and rung-stopped trials apart from the networks trained
         lines.append("trials: " + counts_text(outcome_counts(df)))
     if len(df):
         cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
         dead = int((untrainable(df) & (df["state"] == "COMPLETE") & df["duplicate_of"].isna()).sum())
         if dead:
             lines.append(f"        {dead} dead or diverged (could not train; not on the front)")
+        rungs = rung_counts(df)
+        if rungs:
+            lines.append("rungs: " + "; ".join(f"rung {r['rung']} (epoch {r['epoch']}): {r['judged']} networks "
+                                               f"judged, {r['went_on']} went on" for r in rungs)
+                         + " (a trial stopped at a rung is never on the front)")
         if cut.any():
             retried = set(df.loc[df["retry_reason"] == A.CUT_RETRY, "retry_of"].dropna().astype(int))
             waiting = sorted(int(n) for n in df.loc[cut, "number"] if int(n) not in retried)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from explorer.commands import SELECTOR_HELP
-
     """Add the `train` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP, SELECTOR_HELP
+
     p = sub.add_parser("train", help="train an exported config longer; test accuracy, checkpoint, model card",
                        description="Train the network of an export (or spec) file with the study's "
                                    "trainer settings (overridable), evaluate it on the held-out test "
@@ -31,11 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "else runs/<name>.journal)")
     p.add_argument("--epochs", type=int, required=True, help="epochs to train")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--data", help="dataset (default: EXPLORER_DATA, the study's source if present here, "
-                                  "else ../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--per-class", type=int, metavar="N",
                    help="training images per class (default: all; the study's val split is kept apart)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, help="seed for weights, batches and augmentation (default: the study's)")
     for name, kind in (("batch-size", int), ("lr", float), ("momentum", float), ("weight-decay", float),
                        ("label-smoothing", float)):
@@ -49,17 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on test, write checkpoint, model card and metrics."""
-    from explorer.core import util, yamlio
-    from explorer.core.errors import UserError
-    from explorer.core.runtime import check_device, git_revision, package_versions, use_threads
+    from explorer.core.runtime import check_device
     from explorer.results import retrain as rt
-    from explorer.results.exportfile import prepare_out, read_export, study_export
-    from explorer.study.config import check_overrides
+    from explorer.results.exportfile import read_export, study_export
+    from explorer.study.configcheck import check_overrides
 
     check_overrides(epochs=args.epochs, per_class=args.per_class, seed=args.seed,
-                          batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                          weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-                          time_budget=args.time_budget, threads=args.threads)
+                    batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                    weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                    time_budget=args.time_budget, threads=args.threads)
     # before check_device: a bad file is answered without importing torch
     exp = study_export(args.file, args.storage, args.trial)[0] if args.trial is not None else read_export(args.file)
     device = check_device(args.device)
@@ -69,39 +65,15 @@ def run(args: argparse.Namespace) -> int:
                                    lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                                    label_smoothing=args.label_smoothing, threads=args.threads)
     settings["time_budget_s"] = args.time_budget  # the study's short-trial budget does not apply
-    out = prepare_out(Path(args.out))  # before the training: a bad folder costs nothing
-    if args.trial is not None:  # the study's trial as `explorer export` writes it, beside the model
-        exp.path = out / exp.path.name
-        util.write_atomic(exp.path, yamlio.dump(exp.doc, exp.fmt))
-    source = rt.data_source(args.data, exp)
-    use_threads(settings["threads"])  # the resize on load runs on torch's threads too
-    data = rt.load_export_data(exp, source, per_class=args.per_class)
-    print(f"training {exp.label} for {args.epochs} epochs on {len(data.train.y):,} images "
-          f"({data.source}, {exp.spec.input_size} px) on {device}", file=sys.stderr)
-    progress, on_epoch = _progress(args.epochs)
+    bar = _Progress(args.epochs)
     try:
-        model, _, metrics = rt.retrain(exp, data, settings=settings, device=device, progress=progress,
-                                       on_epoch_end=on_epoch)
+        metrics = rt.train_export(exp, Path(args.out), settings=settings, device=device, data_path=args.data,
+                                  per_class=args.per_class, with_export=args.trial is not None,
+                                  command="explorer " + " ".join(sys.argv[1:]), begin=bar.begin,
+                                  progress=bar.step, on_epoch_end=bar.epoch)
     finally:
-        progress.close()
-    run_info = {"device": device, "data_source": data.source, "git_rev": git_revision(),
-                "versions": package_versions(), "command": "explorer " + " ".join(sys.argv[1:])}
-    preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
-                  "input_size": exp.spec.input_size}
-    extra = {"trainer": settings, "preprocess": preprocess, "provenance": rt.stored_provenance(exp),
-             "run": run_info}
-    card = rt.model_card(exp, metrics, settings, run_info)
-    try:
-        rt.write_outputs(out, exp.spec, model, metrics, extra, card)
-    except OSError as exc:  # the folder vanished or the disk filled during training: keep the model
-        rescue = Path(tempfile.mkdtemp(prefix="explorer-train-"))
-        try:
-            rt.write_outputs(rescue, exp.spec, model, metrics, extra, card)
-        except OSError as again:
-            raise UserError(f"cannot write into {out} ({exc.strerror or exc}) nor into {rescue} "
-                            f"({again.strerror or again}); the trained model could not be saved") from None
-        raise UserError(f"cannot write into {out} ({exc.strerror or exc}); wrote model.pt, model_card.md and "
-                        f"train.json into {rescue} instead (test accuracy {100 * metrics['test_acc']:.2f}%)") from None
+        bar.close()
+    out = Path(args.out)
     print(f"test accuracy {100 * metrics['test_acc']:.2f}% on {metrics['test_images']:,} images "
           f"(val {100 * metrics['val_acc']:.2f}%); wrote {out / 'model.pt'}, {out / 'model_card.md'}, "
           f"{out / 'train.json'}")
@@ -112,26 +84,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(epochs: int):
-    """A tqdm bar over steps (ETA included) and an epoch callback writing one line per epoch."""
-    from tqdm import tqdm
+class _Progress:
+    """What the user sees of a training: its first line, a tqdm bar over steps (ETA included) and a
+    line per epoch with the time spent and left."""
 
-    bar = tqdm(unit="step", file=sys.stderr, dynamic_ncols=True, desc="train")
-    start = time.perf_counter()
+    def __init__(self, epochs: int) -> None:
+        self.epochs, self.bar, self.start = epochs, None, 0.0
 
-    def progress(step: int, total: int, loss: float) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(step - bar.n)
+    def begin(self, line: str) -> None:
+        """The training starts now: its line, then the bar."""
+        from tqdm import tqdm
+
+        print(line, file=sys.stderr)
+        self.bar = tqdm(unit="step", file=sys.stderr, dynamic_ncols=True, desc="train")
+        self.start = time.perf_counter()
+
+    def step(self, step: int, total: int, loss: float) -> None:
+        """The trainer's `progress`: move the bar, show the loss every 10 steps."""
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(step - self.bar.n)
         if step % 10 == 0 or step == total:
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
-    def on_epoch(epoch: int, metrics: dict) -> bool:
-        spent = time.perf_counter() - start
-        left = spent / epoch * (epochs - epoch)
-        bar.write(f"epoch {epoch}/{epochs}: val_acc {metrics['val_acc']:.4f}  val_loss "
-                  f"{metrics['val_loss']:.4f}  {spent:.0f}s spent, about {left:.0f}s left", file=sys.stderr)
+    def epoch(self, epoch: int, metrics: dict) -> bool:
+        """The trainer's `on_epoch_end`: one line; never stops the run."""
+        spent = time.perf_counter() - self.start
+        left = spent / epoch * (self.epochs - epoch)
+        self.bar.write(f"epoch {epoch}/{self.epochs}: val_acc {metrics['val_acc']:.4f}  val_loss "
+                       f"{metrics['val_loss']:.4f}  {spent:.0f}s spent, about {left:.0f}s left", file=sys.stderr)
         return False
 
-    progress.close = bar.close
-    return progress, on_epoch
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

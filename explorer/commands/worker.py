@@ -16,6 +16,8 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `worker` subcommand."""
+    from explorer.commands import DATA_HELP, DEVICE_HELP
+
     p = sub.add_parser("worker", help="join an existing study and run its trials (any machine)",
                        description="Join a study made by `explorer run` and run trials until it has "
                                    "its planned number of finished trials. The config comes from the "
@@ -23,10 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="the study name (as in the study file)")
     p.add_argument("--storage", help="storage URL, e.g. postgresql://USER:PASSWORD@HOST/DB "
                                      "(default: runs/<study>.journal, for workers on this machine)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--data", help="dataset path or name on this machine (default: EXPLORER_DATA, "
-                                  "the study's data.source if it exists here, else "
-                                  "../shared/datasets/cifar10-jpeg.tar.gz)")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch threads for this worker's trials (default: the study's trainer.threads); "
                         "recorded with each trial, since it changes results")
@@ -46,46 +46,37 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the storage (fast), join the study, load the data, work; 130 after Ctrl-C."""
     from explorer import store
-    from explorer.study.loop import join_worker
-    from explorer.study.objective import InvalidSpec, format_outcome, outcome
+    from explorer.study.loop import join_worker, run_joined
+    from explorer.study.objective import format_outcome, outcome
 
     _check_args(args)
     # a child of `run --jobs` gets its storage from the environment (a password stays out of
     # `ps`) and prints nothing but errors: the parent reports every trial from the storage
     child_env = os.environ.get("EXPLORER_JOBS_STORAGE") if args.child else None
     given = args.storage or child_env or store.default_storage_url(args.study)
-    url = _checked_url(given)
     say = (lambda *a, **k: None) if args.child else print
-    joined = join_worker(url, args.study, data_path=args.data, device=args.device, n_trials=args.n_trials,
-                         threads=args.threads,
+    joined = join_worker(_checked_url(given), args.study, data_path=args.data, device=args.device,
+                         n_trials=args.n_trials, threads=args.threads,
                          heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     study, target = joined.study, joined.target
     who = f"{socket.gethostname()}:{os.getpid()}"
     say(f"worker {who} joined {joined.config.name} ({store.mask_url(given)}) on {joined.runner.device}: "
-          f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
-          f"{joined.config.sampler.seed} and its number", flush=True)
-
-    def lock():
-        return store.study_lock(study, url)
-
-    try:
-        ran = store.work(study, joined.runner, target=target, lock=lock, poll_s=args.poll,
-                         timeout_s=joined.config.timeout_s, catch=(InvalidSpec,), stop=joined.runner.exhausted,
-                         on_trial=lambda s, t: say(format_outcome(outcome(t)), flush=True))
-    except KeyboardInterrupt:
-        store.interrupted(study, lock)
+        f"{_count_text(study, target)}; each trial's sampler seeded from study seed "
+        f"{joined.config.sampler.seed} and its number", flush=True)
+    summary = run_joined(joined, poll_s=args.poll, on_trial=lambda s, t: say(format_outcome(outcome(t)), flush=True))
+    if summary.interrupted:
         say(f"worker {who} interrupted: its running trial was failed and queued again", file=sys.stderr)
         return 130
-    if joined.runner.exhausted_reason():
-        print(f"worker {who} stopping: {joined.runner.exhausted_reason()}", file=sys.stderr if args.child
-              else sys.stdout, flush=True)
-    say(f"worker {who} done: ran {ran} trials; {_count_text(study, target)}", flush=True)
+    if summary.exhausted:
+        print(f"worker {who} stopping: {summary.exhausted}", file=sys.stderr if args.child else sys.stdout,
+              flush=True)
+    say(f"worker {who} done: ran {summary.ran} trials; {_count_text(study, target)}", flush=True)
     return 0
 
 
 def _check_args(args: argparse.Namespace) -> None:
     from explorer.core.errors import UserError
-    from explorer.study.config import check_overrides
+    from explorer.study.configcheck import check_overrides
 
     check_overrides(threads=args.threads)
     if args.n_trials is not None and args.n_trials < 1:

@@ -95,7 +95,7 @@ def package_versions() -> dict[str, str]:
 
 def git_revision() -> str:
     """The project's git revision (with +dirty), or 'unknown'."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the repository (explorer/core/ -> its root)
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()

@@ -14,8 +14,8 @@ PRESETS: dict[str, SqueezeSpec] = {
     # BatchNorm so that short trials train stably, and the generated spaces' head (BatchNorm
     # before conv10, no ReLU after it): the centre point of the paper sweeps. With
     # torchvision's head it ended 2-epoch quickstart-recipe runs at chance (0.11-0.13 at
-    # 8 px over 3 seeds; docs/trainability.md). That network, the preset until issue 14,
-    # is this spec with head_bn=False, head_relu=True (spec_id 38b5fdf2641931a8).
+    # 8 px over 3 seeds; docs/trainability.md). That network is this spec with
+    # head_bn=False, head_relu=True (spec_id 38b5fdf2641931a8).
     "squeezenet_cifar": SqueezeSpec(stem="cifar", stem_width=64, pools=(3, 7), batchnorm=True,
                                     dropout=0.2, num_classes=10, input_size=32,
                                     head_bn=True, head_relu=False),

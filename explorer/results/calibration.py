@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from explorer.core.errors import SpecError, UserError
-from explorer.core.util import is_number, plain
+from explorer.core.util import is_number, plain, print_notes
 from explorer.design.spec import SqueezeSpec, spec_id
 from explorer.latency import quiet
 from explorer.results.exportfile import Export
 from explorer.results.retrain import data_settings
 from explorer.store import StudyRecord, mask_url, open_storage, password_note, read_study, runnable_url
 from explorer.store import attrs as A
-from explorer.study.config import NOT_RECIPE, DataConfig, TrainerConfig
+from explorer.study.config import NOT_RECIPE, DataConfig
+from explorer.training.config import TrainerConfig
 from explorer.training.datasource import dataset_name
 
 # The short-trial recipe: every trainer setting but the seed (calibrate varies it) and the
@@ -67,6 +68,72 @@ def calibrate(exp: Export, data, *, seeds: Sequence[int], device: str,
                      "val_images": len(data.val.y)},
             "device": device, "seconds": round(time.perf_counter() - start, 1),
             "calibrated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+@dataclass
+class Calibrated:
+    """What `calibrate_export` measured and where it went: the noise mapping (explorer calibrate
+    writes it into the file), the note on the study (stored there, or why not), and the seeds the
+    time budget stopped before their last epoch."""
+
+    noise: dict[str, Any]
+    note: str
+    cut: list[int]
+    stored: bool
+
+
+def calibrate_export(exp: Export, *, runs: int, device: str, storage: str | None, first_seed: int | None = None,
+                     data_path: str | None = None, per_class: int | None = None, epochs: int | None = None,
+                     threads: int | None = None, log: Callable[[str], None] = lambda s: None) -> Calibrated:
+    """`explorer calibrate`: train the export `runs` times (seeds first_seed.., default the study's
+    trainer seed) with its recipe (epochs, threads, per_class: overrides), store the spread in
+    its study when the trial and recipe are the study's, and say what happened.
+
+    Checked before any training: whether the study can take the result (a foreign trial is a
+    UserError) and how the recipe differs from the study's short trials.
+    """
+    from explorer.core.runtime import use_threads
+    from explorer.results.retrain import data_source, load_export_data, trainer_settings
+
+    settings = trainer_settings(exp, epochs=epochs, threads=threads)
+    first = first_seed if first_seed is not None else int(settings["seed"])
+    seeds = list(range(first, first + runs))
+    source = data_source(data_path, exp)
+    recipe = {**data_settings(exp, per_class=per_class if per_class is not None else "study"), "source": source}
+    not_stored, diffs = plan_calibration(exp, storage, settings, recipe)
+    use_threads(settings["threads"])  # the resize on load runs on torch's threads too
+    data = load_export_data(exp, source, per_class=recipe["per_class"])
+    log(f"calibrating {exp.label}: {len(seeds)} runs of {settings['epochs']} epochs on "
+        f"{len(data.train.y):,} images, seeds {seeds[0]}..{seeds[-1]}, {device}")
+    if not_stored:
+        print_notes([not_stored])
+    noise = calibrate(exp, data, seeds=seeds, device=device, settings=settings, data_recipe=recipe, log=log)
+    noise["recipe"] = "the study's short-trial recipe" if not diffs else "changed: " + ", ".join(diffs)
+    cut = [s for s, end in zip(noise["seeds"], noise["ends"]) if end == "time_budget"]
+    note = store_calibration(exp, noise, storage) if not not_stored else not_stored
+    return Calibrated(noise, note, cut, stored=note.startswith("stored in"))
+
+
+def calibration_file(path: str) -> Export:
+    """The export file to calibrate: from `explorer export` (it has provenance), unedited, in a
+    writable folder (calibrate rewrites it with the result); a one-line UserError otherwise."""
+    from pathlib import Path
+
+    from explorer.core.util import probe_writable
+    from explorer.results.exportfile import read_export
+
+    exp = read_export(path)
+    if exp.edited:
+        raise UserError(f"{path}: {exp.edited}; the noise would not belong to the trial, "
+                        "so export the trial again")
+    try:
+        probe_writable(Path(path).resolve().parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}): calibrate rewrites it with the "
+                        "result; make its folder writable or copy the file somewhere writable") from None
+    if not exp.provenance:
+        raise UserError(f"{path} has no provenance: calibrate needs a file from `explorer export`")
+    return exp
 
 
 def recipe_differences(study_config: dict[str, Any] | None, trainer: dict[str, Any],

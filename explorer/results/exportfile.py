@@ -36,7 +36,9 @@ from explorer.design.spec import SqueezeSpec, spec_id
 from explorer.results.selection import Chosen
 from explorer.store import StudyRecord, absolute_url, mask_url
 from explorer.store import attrs as A
-from explorer.study.config import DATA_LIMITS, TRAINER_LIMITS, DataConfig, TrainerConfig, limit_check
+from explorer.study.config import DataConfig
+from explorer.study.configcheck import DATA_LIMITS, TRAINER_LIMITS, limit_check
+from explorer.training.config import TrainerConfig
 
 TOP_KEYS = ("spec", "provenance", "metrics", "cost", "noise")
 UNITS = {

@@ -44,7 +44,8 @@ from explorer.results.pareto import front_mask, hypervolume
 from explorer.results.selection import noise_ties, pooled_std
 from explorer.store import StudyRecord, TrialRecord, find_study
 from explorer.store import attrs as A
-from explorer.study.config import DataConfig, TrainerConfig
+from explorer.study.config import DataConfig
+from explorer.training.config import TrainerConfig
 
 DEFAULT_SAMPLE, DEFAULT_FACTOR = 8, 4
 # Short-run signals: name -> sign that makes "higher is better" (a training loss is lower-better).

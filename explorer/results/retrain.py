@@ -18,7 +18,8 @@ from explorer.design.spec import SqueezeSpec, spec_id
 from explorer.latency import quiet
 from explorer.results.exportfile import Export
 from explorer.store import mask_url
-from explorer.study.config import DataConfig, TrainerConfig
+from explorer.study.config import DataConfig
+from explorer.training.config import TrainerConfig
 from explorer.training.datasource import resolve_source
 
 CHECKPOINT_KEYS = ("spec", "state_dict")
@@ -85,6 +86,60 @@ def retrain(exp: Export, data, *, settings: dict[str, Any], device: str,
                "train_seconds": res.train_seconds, "images_per_s": res.images_per_s, "end": res.end,
                "train_images": len(data.train.y), "val_images": len(data.val.y)}
     return model, res, plain(metrics)
+
+
+def train_export(exp: Export, out: Path, *, settings: dict[str, Any], device: str, data_path: str | None = None,
+                 per_class: int | None | str = "study", with_export: bool = False, command: str = "",
+                 begin: Callable[[str], None] = lambda line: None, progress: Callable | None = None,
+                 on_epoch_end: Callable | None = None) -> dict[str, Any]:
+    """`explorer train`: retrain an export, test it, write model.pt, model_card.md and train.json
+    into `out` (and, `with_export`, the export file itself, as a study's trial); the metrics.
+
+    The folder is checked before the data is loaded; `begin(line)` is called, with a line saying
+    what is trained, just before the training. A folder that fails while writing (it vanished,
+    the disk filled) gets a UserError naming the temporary folder the outputs went to instead.
+    """
+    from explorer.core import yamlio
+    from explorer.core.runtime import git_revision, package_versions, use_threads
+    from explorer.results.exportfile import prepare_out
+
+    out = prepare_out(Path(out))  # before the training: a bad folder costs nothing
+    if with_export:  # the study's trial as `explorer export` writes it, beside the model
+        exp.path = out / exp.path.name
+        write_atomic(exp.path, yamlio.dump(exp.doc, exp.fmt))
+    source = data_source(data_path, exp)
+    use_threads(settings["threads"])  # the resize on load runs on torch's threads too
+    data = load_export_data(exp, source, per_class=per_class)
+    begin(f"training {exp.label} for {settings['epochs']} epochs on {len(data.train.y):,} images "
+          f"({data.source}, {exp.spec.input_size} px) on {device}")
+    model, _, metrics = retrain(exp, data, settings=settings, device=device, progress=progress,
+                                on_epoch_end=on_epoch_end)
+    run_info = {"device": device, "data_source": data.source, "git_rev": git_revision(),
+                "versions": package_versions(), "command": command}
+    preprocess = {"mean": list(data.mean), "std": list(data.std), "input": "RGB uint8 / 255",
+                  "input_size": exp.spec.input_size}
+    extra = {"trainer": settings, "preprocess": preprocess, "provenance": stored_provenance(exp), "run": run_info}
+    _write_or_rescue(out, exp.spec, model, metrics, extra, model_card(exp, metrics, settings, run_info))
+    return metrics
+
+
+def _write_or_rescue(out: Path, spec: SqueezeSpec, model, metrics: dict[str, Any], extra: dict[str, Any],
+                     card: str) -> None:
+    """write_outputs into `out`, else into a fresh temporary folder (UserError saying where): the
+    trained model is never lost to a folder that failed during the training."""
+    import tempfile
+
+    try:
+        write_outputs(out, spec, model, metrics, extra, card)
+    except OSError as exc:  # the folder vanished or the disk filled during training: keep the model
+        rescue = Path(tempfile.mkdtemp(prefix="explorer-train-"))
+        try:
+            write_outputs(rescue, spec, model, metrics, extra, card)
+        except OSError as again:
+            raise UserError(f"cannot write into {out} ({exc.strerror or exc}) nor into {rescue} "
+                            f"({again.strerror or again}); the trained model could not be saved") from None
+        raise UserError(f"cannot write into {out} ({exc.strerror or exc}); wrote model.pt, model_card.md and "
+                        f"train.json into {rescue} instead (test accuracy {100 * metrics['test_acc']:.2f}%)") from None
 
 
 # --- checkpoints -------------------------------------------------------------------------------

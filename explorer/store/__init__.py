@@ -15,6 +15,7 @@ names live in `explorer.store.attrs`. Optuna's private names are touched only in
     write.py    set_trial_attrs: many attributes in one append or transaction
     workers.py  worker identity, heartbeats, failing and retrying dead workers' trials; cut trials
     claim.py    the study lock and the claim loop (exactly N trials across workers)
+    rungs.py    multi-fidelity rung records: read and written under the study's lock
     outage.py   riding out a database outage: retries with back-off, one line, a limit
 """
 
@@ -38,6 +39,7 @@ from explorer.store.outcome import (
     CUT_STATE,
     DUPLICATE_STATE,
     OVER_BUDGET_STATE,
+    RUNG_STATE,
     counts_text,
     front_candidate,
     outcome_key,
@@ -79,13 +81,13 @@ from explorer.store.workers import (
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
-    "CUT_STATE", "DUPLICATE_STATE", "DatabaseUnavailable", "Heartbeat", "OVER_BUDGET_STATE", "StorageError",
-    "StorageWriteError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url",
-    "check_writable", "claim_counts", "count_done", "counts_text", "cut_retried", "default_storage_url",
-    "fail_stale", "fail_stale_trials", "file_lock", "finalise_own_running", "find_study", "front_candidate",
-    "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies", "mask_url", "open_storage",
-    "outcome_key", "password_note", "read_study", "read_trials", "requeue_cut", "retry_stale", "retry_trial",
-    "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind", "stored_config",
+    "CUT_STATE", "DUPLICATE_STATE", "DatabaseUnavailable", "Heartbeat", "OVER_BUDGET_STATE", "RUNG_STATE",
+    "StorageError", "StorageWriteError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations",
+    "check_url", "check_writable", "claim_counts", "count_done", "counts_text", "cut_retried",
+    "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock", "finalise_own_running", "find_study",
+    "front_candidate", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies", "mask_url",
+    "open_storage", "outcome_key", "password_note", "read_study", "read_trials", "requeue_cut", "retry_stale",
+    "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind", "stored_config",
     "study_fingerprint", "study_id", "study_lock", "study_names", "study_storage", "trial_counts", "trial_id",
     "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]

@@ -29,6 +29,10 @@ FAIL_REASON, RETRY_OF, RETRY_REASON = "fail_reason", "retry_of", "retry_reason"
 # front; `explorer run --retry-cut` enqueues its params again (retry_reason CUT_RETRY,
 # retry_of its own number: the retry takes its place in the trial count).
 CUT, CUT_RETRY = "time_budget", "cut by the time budget"
+# Multi-fidelity schedules (explorer.study.schedule): `rungs` lists what a trial measured at each
+# rung it reached and what was decided there (explorer.store.rungs); a trial stopped at a rung is
+# stored PRUNED with end RUNG_END and `rung` = the rung's 1-based index: never on a front.
+RUNGS, RUNG, RUNG_END = "rungs", "rung", "rung"
 # Where the study measures latency (explorer.latency.measure): the median ms per forward pass, the
 # relative half-width of its 95% CI, the setting's label (latencies compare only under equal
 # labels) and the whole measurement (setting fields, runs, quiet, cached) as a mapping.
@@ -51,7 +55,7 @@ HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S = 30, 120  # a RUNNING trial silent for GRA
 COST_ATTRS = COSTS
 # What a training run stores (a duplicate copies these from the trial it repeats).
 RESULT_ATTRS = (VAL_ACC, BEST_VAL_ACC, CURVE, VAL_LOSS, TRAIN_LOSS, TRAIN_LOSS_SUM, TRAIN_SECONDS, IMAGES_PER_S,
-                END)
+                END, RUNGS, RUNG)
 DEFAULT_OBJECTIVES = (VAL_ACC, PARAMS)
 
 

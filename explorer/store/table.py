@@ -26,11 +26,11 @@ from explorer.store.outcome import UNTRAINABLE_ENDS, front_candidate, outcome_ke
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_LOSS_SUM, A.TRAIN_SECONDS, A.IMAGES_PER_S,
-                 A.LATENCY_MS, A.LATENCY_SPREAD, A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
+                 A.LATENCY_MS, A.LATENCY_SPREAD, A.ACC_MEAN, A.ACC_STD, A.SEED, A.DUPLICATE_OF, A.RETRY_OF, A.RUNG)
 TEXT_ATTRS = (A.SPEC_ID, A.END, A.DEVICE, A.OVER_BUDGET, A.PRUNED_REASON, A.FAIL_REASON, A.GIT_REV,
               A.LATENCY_SETTING, A.RETRY_REASON)
-OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list))
-INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF)
+OBJECT_ATTRS = ((A.CURVE, list), (A.SPEC, dict), (A.VERSIONS, dict), (A.ACC_SEEDS, list), (A.RUNGS, list))
+INT_COLUMNS = ("number", A.PARAMS, A.MACS, A.ACTIVATIONS, A.SEED, A.DUPLICATE_OF, A.RETRY_OF, A.RUNG)
 STUDY_COLUMNS = ("study", "trainer", "data", "objectives", "directions")  # the same on every row of a study
 KNOB_PREFIX = "knob_"
 OBJECTIVE_PREFIX = "objective:"  # + an objective's name: the trial's value for it (any Optuna study)
@@ -77,7 +77,8 @@ def comparable(frame: pd.DataFrame, untrainable: bool = False) -> np.ndarray:
     """Rows a front may hold (explorer.store.outcome.front_candidate): COMPLETE, trained itself (not a
     duplicate), not cut by the time budget, and, unless `untrainable`, not dead or diverged.
 
-    (Budgets are checked apart: `infeasible`.)
+    (Budgets are checked apart: `infeasible`.) A trial a schedule stopped at a rung is PRUNED, so left
+    out by its state.
     """
     return np.asarray(front_candidate(frame["state"].to_numpy(dtype=object), frame[A.END].to_numpy(dtype=object),
                                       frame[A.DUPLICATE_OF].to_numpy(dtype=float), untrainable=untrainable),
@@ -93,9 +94,28 @@ def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
     """Trials per summary key (explorer.store.outcome.outcome_keys), as `explorer run` counts the trials it
     ran; explorer.store.outcome.counts_text words them."""
     keys = outcome_keys(frame["state"].to_numpy(dtype=object), frame[A.INFEASIBLE].to_numpy(dtype=bool),
-                        frame[A.DUPLICATE_OF].to_numpy(dtype=float), frame[A.END].to_numpy(dtype=object))
+                        frame[A.DUPLICATE_OF].to_numpy(dtype=float), frame[A.END].to_numpy(dtype=object),
+                        frame[A.RUNG].to_numpy(dtype=float))
     names, n = np.unique(keys.astype(str), return_counts=True)
     return {str(k): int(c) for k, c in zip(names, n)}
+
+
+def rung_counts(frame: pd.DataFrame) -> list[dict[str, int]]:
+    """Per rung of a multi-fidelity schedule: its epoch, the networks judged there, how many went on.
+
+    Counted from the judged entries of trials that trained themselves (a retry or a second run of
+    the same network follows the first decision and is not counted again); [] without a schedule.
+    """
+    rungs: dict[int, dict[str, int]] = {}
+    own = frame[A.DUPLICATE_OF].isna() if len(frame) else []
+    for entries in frame.loc[own, A.RUNGS] if len(frame) else []:
+        for e in entries:
+            if isinstance(e, dict) and e.get("follows") is None and isinstance(e.get("rung"), int):
+                r = rungs.setdefault(e["rung"], {"rung": e["rung"], "epoch": int(e.get("epoch", 0)),
+                                                 "judged": 0, "went_on": 0})
+                r["judged"] += 1
+                r["went_on"] += int(bool(e.get("go_on")))
+    return [rungs[k] for k in sorted(rungs)]
 
 
 def empty_frame() -> pd.DataFrame:
@@ -181,7 +201,7 @@ def _knob_columns(specs: list[dict], params: list[dict]) -> dict[str, list[Any]]
     names.update(dict.fromkeys(k for d in specs + params for k in d if k not in names))
     out = {}
     for name in names:
-        # a stored spec without a head key predates the knob: it trained torchvision's head
+        # a stored spec without a head key has torchvision's head (the knobs' defaults)
         default = TORCHVISION_HEAD.get(name)
         values = [p[name] if name in p else s.get(name, default if s else None) for s, p in zip(specs, params)]
         if name == "pools":  # lists in specs, "0,3,7" strings in params: one spelling
@@ -232,6 +252,6 @@ def to_json_text(frame: pd.DataFrame) -> str:
 def to_csv_text(frame: pd.DataFrame) -> str:
     """The table as CSV; list and dict cells as JSON text."""
     out = export_columns(frame)
-    for col in ("curve", "val_loss_curve", "spec", "versions", "acc_seeds", "values"):
+    for col in ("curve", "val_loss_curve", "spec", "versions", "acc_seeds", "rungs", "values"):
         out[col] = out[col].map(lambda v: json.dumps(v) if v is not None else "")
     return out.to_csv(index=False)

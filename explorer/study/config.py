@@ -21,18 +21,13 @@ from explorer.core.util import is_int as _is_int
 from explorer.core.util import is_number as _is_num
 from explorer.design.budgets import ANALYTIC_BUDGETS, INT_COSTS, STUDY_BUDGETS
 from explorer.latency.measure import LATENCY_LIMITS, LatencyConfig, wanted_section
-
-# The generic checks and the setting limits live in explorer.study.configcheck, the space section's
-# knobs and parser in explorer.study.configspace; the names other modules import stay importable here.
-from explorer.study.configcheck import (  # noqa: F401
-    CLI_SETTINGS,
+from explorer.study.configcheck import (
     DATA_LIMITS,
     MAX_SEED,
     TRAINER_LIMITS,
     Ctx,
     Limit,
     check_keys,
-    check_overrides,
     get_value,
     is_seed,
     limit_check,
@@ -41,11 +36,13 @@ from explorer.study.configcheck import (  # noqa: F401
     short,
     type_name,
 )
-from explorer.study.configspace import CEILINGS, KNOBS, MAX_FREQ, MAX_WIDTH, Knob, parse_space  # noqa: F401
+from explorer.study.configspace import Knob, parse_space
 from explorer.study.early_stop import SizeAwareRule
+from explorer.study.schedule import Schedule, parse_schedule
+from explorer.training.config import TrainerConfig
 
 OBJECTIVES = ("val_acc", *STUDY_BUDGETS)  # val_acc maximised, the costs minimised
-SAMPLERS = ("tpe", "nsga2", "random", "grid")
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp")
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,7 @@ class DataConfig:
 
     `source` is a dataset name (cifar10, cifar100, synthetic) or a path (an ImageFolder
     tree or its .tar.gz); at run time --data > EXPLORER_DATA > this > the CIFAR-10 archive
-    beside the repository (../shared/datasets/cifar10-jpeg.tar.gz).
+    beside the repository (explorer.training.datasource).
     """
 
     source: str | None = None
@@ -67,21 +64,6 @@ class DataConfig:
 # Trainer settings that are not part of a study's recipe: changing them makes no other study.
 # time_budget_s only guards against a runaway trial; a trial it cuts is kept off the front.
 NOT_RECIPE = ("time_budget_s",)
-
-
-@dataclass(frozen=True)
-class TrainerConfig:
-    """Keyword arguments of explorer.training.train.train, except model, data and device."""
-
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    time_budget_s: float | None = None
-    seed: int = 0
-    threads: int = 1  # torch intra-op threads per trial process (changes results; explorer.core.runtime)
 
 
 @dataclass(frozen=True)
@@ -123,6 +105,7 @@ class StudyConfig:
     budgets: tuple[tuple[str, float], ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     early_stop: EarlyStopConfig | None = None
+    schedule: Schedule | None = None  # multi-fidelity: rung epochs and the share kept (explorer.study.schedule)
     latency: LatencyConfig | None = None  # set when latency_ms is an objective, a budget, or asked for
     n_trials: int | None = None
     timeout_s: float | None = None
@@ -153,6 +136,7 @@ class StudyConfig:
             "objectives": list(self.objectives), "budgets": dict(self.budgets),
             "sampler": asdict(self.sampler),
             "early_stop": asdict(self.early_stop) if self.early_stop else None,
+            **({"schedule": self.schedule.to_dict()} if self.schedule else {}),
             "n_trials": self.n_trials, "timeout_s": self.timeout_s,
             **({"jobs": self.jobs} if self.jobs is not None else {}),
             "check_fvcore": self.check_fvcore, **({"latency": asdict(self.latency)} if self.latency else {}),
@@ -218,24 +202,26 @@ def resolve_target(study: str, storage: str | None) -> tuple[str, str, list[str]
 def _parse(data: Any, source: str) -> StudyConfig:
     ctx = Ctx(source)
     top = ("name", "description", "storage", "data", "trainer", "space", "objectives",
-           "budgets", "sampler", "early_stop", "n_trials", "timeout_s", "jobs", "check_fvcore", "latency")
+           "budgets", "sampler", "early_stop", "schedule", "n_trials", "timeout_s", "jobs", "check_fvcore", "latency")
     check_keys(ctx, data, top, "", None, "")
     if "name" not in data:
         ctx.fail(data, "name", "name", "missing; every study needs a name (letters, digits, -, _)")
     name = get_value(ctx, data, "name", "", None, lambda v: isinstance(v, str) and _good_name(v),
                 "a name of letters, digits, '-', '_' and '.'")
+    trainer = _parse_trainer(ctx, data)
     cfg = StudyConfig(
         name=name,
         description=get_value(ctx, data, "description", "", "", lambda v: isinstance(v, str), "text"),
         storage=get_value(ctx, data, "storage", "", None, nullable(lambda v: isinstance(v, str) and v),
                      "a storage URL or path"),
         data=_parse_data(ctx, data),
-        trainer=_parse_trainer(ctx, data),
+        trainer=trainer,
         space=parse_space(ctx, data),
         objectives=_parse_objectives(ctx, data),
         budgets=_parse_budgets(ctx, data),
         sampler=_parse_sampler(ctx, data),
         early_stop=_parse_early_stop(ctx, data),
+        schedule=parse_schedule(ctx, data, trainer.epochs),
         latency=_parse_latency(ctx, data),
         n_trials=get_value(ctx, data, "n_trials", "", None, nullable(pos_int), "an integer >= 1"),
         timeout_s=get_value(ctx, data, "timeout_s", "", None, nullable(lambda v: _is_num(v) and v > 0),
@@ -379,5 +365,8 @@ def _check_whole(ctx: Ctx, data: dict, cfg: StudyConfig) -> None:
                          "a grid needs a finite knob: give a step or a list of choices")
     if cfg.sampler.name == "nsga2" and len(cfg.objectives) < 2:
         ctx.fail(data, "sampler", "sampler.name", "nsga2 needs two or more objectives; use tpe for val_acc alone")
+    if cfg.schedule is not None and cfg.early_stop is not None:
+        ctx.fail(data, "schedule", "schedule", "and early_stop both stop trials early; keep one of them "
+                 "(set early_stop: false)")
     if cfg.n_trials is None and cfg.timeout_s is None and cfg.sampler.name != "grid":
         ctx.fail(data, "n_trials", "n_trials", "missing; give n_trials or timeout_s (or both)")

@@ -41,9 +41,9 @@ POLL_S = 1.0
 STOP_WAIT_S = 60.0  # how long a child may take to fail its trial after Ctrl-C before it is killed
 
 
-def per_gpu(config: StudyConfig) -> int:
+def per_gpu(config: StudyConfig, space: Space | None = None) -> int:
     """Processes per GPU for `auto`: 4 below 1M parameters, 2 below 10M, else 1 (the space's largest network)."""
-    space = Space.from_config(config)
+    space = space or Space.from_config(config)
     largest = 0
     for values in space.corners():
         try:
@@ -53,8 +53,9 @@ def per_gpu(config: StudyConfig) -> int:
     return 4 if largest < 1_000_000 else 2 if largest < 10_000_000 else 1
 
 
-def resolve_jobs(jobs: int | str | None, config: StudyConfig, device: str) -> int:
-    """The number of trial processes: an integer >= 1, or `auto` (see the module docstring)."""
+def resolve_jobs(jobs: int | str | None, config: StudyConfig, device: str, space: Space | None = None) -> int:
+    """The number of trial processes: an integer >= 1, or `auto` (see the module docstring); `space`:
+    the config's unless given."""
     if jobs is None:
         return 1
     if jobs != "auto":
@@ -63,7 +64,7 @@ def resolve_jobs(jobs: int | str | None, config: StudyConfig, device: str) -> in
         import torch
 
         gpus = 1 if ":" in device else max(1, torch.cuda.device_count())
-        return gpus * per_gpu(config)
+        return gpus * per_gpu(config, space)
     return max(1, cpu_count() // config.trainer.threads)
 
 

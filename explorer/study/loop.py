@@ -70,12 +70,13 @@ states_text = store.counts_text  # '16 networks trained, 2 duplicates (reused), 
 
 # --- checks before anything runs ---------------------------------------------------------
 
-def check_space(config: StudyConfig, num_classes: int = 10, samples: int = FEASIBILITY_SAMPLES) -> dict:
+def check_space(config: StudyConfig, space: Space | None = None, samples: int = FEASIBILITY_SAMPLES) -> dict:
     """Reject a space with no valid, within-budget point (corners plus random draws).
 
-    Returns the shares found, e.g. {"checked": 2002, "invalid": 0.1, "over_budget": 0.3}.
+    `space` defaults to the config's at 10 classes. Returns the shares found, e.g.
+    {"checked": 2002, "invalid": 0.1, "over_budget": 0.3}.
     """
-    space = Space.from_config(config, num_classes)
+    space = space or Space.from_config(config)
     rng = random.Random(config.sampler.seed)
     draws = space.corners() + [space.sample(rng) for _ in range(samples)]
     if config.sampler.name == "grid" and space.grid_size() <= samples:
@@ -155,17 +156,18 @@ def make_pruner(config: StudyConfig):
     return optuna.pruners.PercentilePruner((1 - es.quantile) * 100, **kw)
 
 
-def open_study(config: StudyConfig, storage_url: str, *, create: bool = True):
+def open_study(config: StudyConfig, storage_url: str, *, create: bool = True, space: Space | None = None):
     """Create the study or resume it; a stored config with another search space is an error.
 
-    Nothing is written when the existing study does not match.
+    Nothing is written when the existing study does not match. `space` (default: the
+    config's) gives the sampler its knobs.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = store.open_storage(storage_url, create=create, stale_callback=store.retry_stale)
-    space = Space.from_config(config)
+    space = space or Space.from_config(config)
     sampler, pruner = make_sampler(config, space), make_pruner(config)
     if config.name not in store.study_names(storage):
         if not create:
@@ -216,13 +218,18 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str:
     return f"{path or 'value'}: stored {old!r}, file {new!r}"
 
 
-def join_study(storage_url: str, study_name: str):
-    """(study, config) of an existing study, the config read from the study's user attrs."""
+def joined_config(storage_url: str, study_name: str) -> StudyConfig:
+    """The config of an existing study, read from the study's user attrs."""
     storage = store.open_storage(storage_url, create=False, stale_callback=store.retry_stale)
-    stored = storage.get_study_user_attrs(store.find_study(storage, study_name)).get(A.CONFIG)
+    stored = store.stored_config(storage, study_name)
     if stored is None:
         raise UserError(f"study {study_name!r} has no explorer config; it was not made by `explorer run`")
-    config = StudyConfig.from_dict(stored, source=f"study {study_name!r}")
+    return StudyConfig.from_dict(stored, source=f"study {study_name!r}")
+
+
+def join_study(storage_url: str, study_name: str):
+    """(study, config) of an existing study, the config read from the study's user attrs."""
+    config = joined_config(storage_url, study_name)
     return open_study(config, storage_url, create=False), config
 
 
@@ -241,9 +248,9 @@ def load_data_for(config: StudyConfig, data_path: str):
 # --- the run loop ----------------------------------------------------------------------
 
 def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: int | None = None,
-               timeout_s: float | None = None, trainer: Callable | None = None,
-               num_classes: int | None = None, progress: bool = True, out=None,
-               storage_url: str | None = None, retry_cut: bool = False) -> RunSummary:
+               timeout_s: float | None = None, trainer: Callable | None = None, space: Space | None = None,
+               progress: bool = True, out=None, storage_url: str | None = None,
+               retry_cut: bool = False, build: Callable | None = None) -> RunSummary:
     """Run trials of an existing study until n_trials count as done, the time is up or Ctrl-C.
 
     n_trials counts the study's finished trials (all workers, earlier runs included);
@@ -251,24 +258,23 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
     study's lock, as `explorer worker` does, so runs and workers together never start more
     than n_trials (a journal file's lock needs `storage_url`). `retry_cut` first enqueues
     the trials the time budget cut; each retry takes its cut trial's place in the count.
+    `space` defaults to the config's at the data's classes.
+    `trainer` and `build` (spec -> what the trainer takes) replace the real ones in tests and
+    replays (explorer.tabular.replay).
     """
     import optuna
     from tqdm import tqdm
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = out or sys.stdout
-    n_classes = num_classes or _num_classes(data)
-    runner = TrialRunner(study, config, data=data, device=device, trainer=trainer, num_classes=n_classes)
+    space = space or Space.from_config(config, _num_classes(data))
+    runner = TrialRunner(study, config, data=data, device=device, trainer=trainer, space=space,
+                         build=build)
     n_trials = n_trials if n_trials is not None else config.n_trials
     if config.sampler.name == "grid":
-        n_trials = grid_trials(runner.space, config, n_trials)
-    timeout_s = timeout_s if timeout_s is not None else config.timeout_s
+        n_trials = grid_trials(space, config, n_trials)
     summary = RunSummary(study.study_name, "")
-
-    def lock():
-        return store.study_lock(study, storage_url)
-
-    with lock():  # fail + requeue atomically for the other workers (see explorer.store.claim)
+    with store.study_lock(study, storage_url):  # fail + requeue atomically for the other workers
         stale = store.fail_stale_trials(study)
         summary.requeued = store.requeue_cut(study) if retry_cut else []
     if stale:
@@ -282,42 +288,79 @@ def run_trials(study, config: StudyConfig, *, data: Any, device: str, n_trials: 
         return summary
     bar = tqdm(total=n_trials, initial=done, unit="trial", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, desc=study.study_name)
-    started, streak, stopping = time.perf_counter(), [0], [False]
-
-    def after(study_, frozen) -> None:
-        summary.ran += 1
-        key = store.state_key(frozen)
-        summary.states[key] = summary.states.get(key, 0) + 1
-        a = frozen.user_attrs
-        feasible = frozen.state.name in ("COMPLETE", "PRUNED") and not a.get(A.INFEASIBLE)
-        counted = feasible and a.get(A.DUPLICATE_OF) is None  # as store.claim_counts counts
-        summary.trained += int(counted)
-        streak[0] = 0 if feasible else streak[0] + 1
-        tqdm.write(format_outcome(outcome(frozen)), file=out)
-        if counted:
-            bar.update(1)
-        if streak[0] >= MAX_INFEASIBLE_STREAK:
-            summary.gave_up = (f"stopped after {streak[0]} trials in a row were infeasible or failed; "
-                               "shrink the space or raise the budgets")
-            tqdm.write(f"stopping: {summary.gave_up}", file=out)
-            stopping[0] = True
-
+    tally, started = _Tally(summary, bar, out), time.perf_counter()
     old_term = _term_as_interrupt()
     try:
-        store.work(study, runner, target=n_trials, lock=lock, timeout_s=timeout_s,
-                   catch=(InvalidSpec,), on_trial=after, stop=lambda: stopping[0] or runner.exhausted(), out=out)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        store.interrupted(study, lock)  # fail + requeue atomically for the other workers
+        claim_trials(study, runner, summary, target=n_trials, url=storage_url,
+                     timeout_s=timeout_s if timeout_s is not None else config.timeout_s,
+                     on_trial=tally, stop=tally.gave_up, out=out)
     finally:
         bar.close()
-        summary.exhausted = runner.exhausted_reason()
         if runner.beat is not None:
             runner.beat.stop()
         summary.seconds = time.perf_counter() - started
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     return summary
+
+
+def claim_trials(study, runner: TrialRunner, summary: RunSummary, *, target: int | None, url: str | None,
+                 timeout_s: float | None, poll_s: float = 2.0, on_trial: Callable | None = None,
+                 stop: Callable[[], bool] | None = None, out=None) -> int:
+    """Claim and run trials under the study's lock (explorer.store.work) until `target` count as
+    done, the time is up, `stop()` or the runner finds the space exhausted; how many ran.
+
+    Ctrl-C fails the running trial and queues it again (`summary.interrupted`); `summary.exhausted`
+    says why no new network was coming, if that stopped the loop.
+    """
+    def lock():
+        return store.study_lock(study, url)
+
+    ran = 0
+    try:
+        ran = store.work(study, runner, target=target, lock=lock, poll_s=poll_s, timeout_s=timeout_s,
+                         catch=(InvalidSpec,), on_trial=on_trial, out=out,
+                         stop=lambda: (stop is not None and stop()) or runner.exhausted())
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        store.interrupted(study, lock)  # fail + requeue atomically for the other workers
+    finally:
+        summary.exhausted = runner.exhausted_reason()
+    return ran
+
+
+class _Tally:
+    """The run loop's state between trials: each finished trial counted into the summary, its
+    line printed, the progress bar moved; a streak of infeasible or failed trials gives up."""
+
+    def __init__(self, summary: RunSummary, bar, out) -> None:
+        self.summary, self.bar, self.out = summary, bar, out
+        self.streak = 0  # infeasible or failed trials in a row
+
+    def gave_up(self) -> bool:
+        """True once MAX_INFEASIBLE_STREAK trials in a row were infeasible or failed."""
+        return bool(self.summary.gave_up)
+
+    def __call__(self, study, frozen) -> None:
+        """explorer.store.work's `on_trial`: one finished trial."""
+        from tqdm import tqdm
+
+        s = self.summary
+        s.ran += 1
+        key = store.state_key(frozen)
+        s.states[key] = s.states.get(key, 0) + 1
+        a = frozen.user_attrs
+        feasible = frozen.state.name in ("COMPLETE", "PRUNED") and not a.get(A.INFEASIBLE)
+        counted = feasible and a.get(A.DUPLICATE_OF) is None  # as store.claim_counts counts
+        s.trained += int(counted)
+        self.streak = 0 if feasible else self.streak + 1
+        tqdm.write(format_outcome(outcome(frozen)), file=self.out)
+        if counted:
+            self.bar.update(1)
+        if self.streak >= MAX_INFEASIBLE_STREAK:
+            s.gave_up = (f"stopped after {self.streak} trials in a row were infeasible or failed; "
+                         "shrink the space or raise the budgets")
+            tqdm.write(f"stopping: {s.gave_up}", file=self.out)
 
 
 def _term_as_interrupt():
@@ -357,7 +400,8 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
 
     out = out or sys.stdout
     url = storage_url or config.storage or store.default_storage_url(config.name)
-    check_space(config)
+    space = Space.from_config(config)  # the run's one space: at 10 classes until the data says otherwise
+    check_space(config, space)
     device = check_device(device)
     if config.latency and config.latency.device:  # a named latency device must be here too
         check_device(config.latency.device)
@@ -369,12 +413,13 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
             f"or place the archive at {default_archive()}")))
         config = replace(config, data=replace(config.data, source=path))
         data = load_data_for(config, path)
-    if _num_classes(data) != 10:
-        check_space(config, num_classes=_num_classes(data))  # the classifier's size changed
+    if _num_classes(data) != space.num_classes:
+        space = replace(space, num_classes=_num_classes(data))
+        check_space(config, space)  # the classifier's size changed
     overrides = {k: v for k, v in (("n_trials", n_trials), ("timeout_s", timeout_s)) if v is not None}
     config = replace(config, storage=store.mask_url(url), **overrides)
-    study = open_study(config, url)
-    n_jobs = resolve_jobs(jobs if jobs is not None else config.jobs, config, device)
+    study = open_study(config, url, space=space)
+    n_jobs = resolve_jobs(jobs if jobs is not None else config.jobs, config, device, space)
     if n_jobs > 1:
         if trainer is not None:
             raise ValueError("an injected trainer runs in this process only: use jobs=1")
@@ -390,7 +435,7 @@ def run_study(config: StudyConfig, *, storage_url: str | None = None, n_trials: 
         summary.storage_url = url
         return summary
     summary = run_trials(study, config, data=data, device=device, n_trials=n_trials, storage_url=url,
-                         timeout_s=timeout_s, trainer=trainer, progress=progress, out=out,
+                         timeout_s=timeout_s, trainer=trainer, space=space, progress=progress, out=out,
                          retry_cut=retry_cut)
     summary.storage_url = url
     return summary
@@ -406,6 +451,7 @@ class Joined:
     config: StudyConfig
     runner: TrialRunner
     target: int | None
+    url: str
 
 
 def join_worker(url: str, name: str, *, data_path: str | None, device: str | None, n_trials: int | None,
@@ -419,16 +465,26 @@ def join_worker(url: str, name: str, *, data_path: str | None, device: str | Non
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, config = join_study(url, name)
-    if threads is not None:
-        config = replace(config, trainer=replace(config.trainer, threads=threads))
-    store.tune_heartbeat(study, heartbeat_interval, grace_period)
+    stored = joined_config(url, name)
+    config = replace(stored, trainer=replace(stored.trainer, threads=threads)) if threads is not None else stored
     device = check_device(device)
     path = require(resolve_source(data_path, config.data.source, missing=(
         f"no data for study {config.name!r} on this machine: pass --data PATH or set EXPLORER_DATA")))
     data = load_data_for(config, path)
-    runner = TrialRunner(study, config, data=data, device=device, trainer=None, num_classes=data.num_classes)
+    space = Space.from_config(config, data.num_classes)
+    study = open_study(stored, url, create=False, space=space)  # the stored recipe: this worker's threads differ
+    store.tune_heartbeat(study, heartbeat_interval, grace_period)
+    runner = TrialRunner(study, config, data=data, device=device, trainer=None, space=space)
     target = n_trials if n_trials is not None else config.n_trials
     if config.sampler.name == "grid":
-        target = grid_trials(runner.space, config, target)
-    return Joined(study, config, runner, target)
+        target = grid_trials(space, config, target)
+    return Joined(study, config, runner, target, url)
+
+
+def run_joined(joined: Joined, *, poll_s: float = 2.0, on_trial: Callable | None = None) -> RunSummary:
+    """`explorer worker`'s loop: trials of the joined study until its target counts as done, its
+    timeout_s, Ctrl-C (`interrupted`) or no new network coming (`exhausted`)."""
+    summary = RunSummary(joined.study.study_name, joined.url)
+    summary.ran = claim_trials(joined.study, joined.runner, summary, target=joined.target, url=joined.url,
+                               timeout_s=joined.config.timeout_s, poll_s=poll_s, on_trial=on_trial)
+    return summary

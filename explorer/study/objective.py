@@ -9,7 +9,10 @@ its cost cross-checked with fvcore (a disagreement is a bug: the trial fails lou
 the run stops), trained with early stopping, and every figure needed to rebuild the
 result is stored. A trial the trainer's time_budget_s guard cuts is stored PRUNED with
 end `time_budget` and its reason: fewer epochs than its recipe, so never on a front.
-Ctrl-C fails the trial (reason `interrupted`) and enqueues it again.
+Ctrl-C fails the trial (reason `interrupted`) and enqueues it again. In a study with a
+`schedule:` (explorer.study.schedule), explorer.study.rungs judges the trial at each rung epoch; one
+stopped there is stored PRUNED with end `rung` and its rung, and a proposal of the same network
+later is its duplicate (not trained again).
 Where the study measures latency (explorer.latency.measure), a network within the analytic budgets
 is built and timed before the duplicate check and the training; over a latency budget, it
 is recorded as infeasible without training. Training runs inside explorer.latency.quiet.training,
@@ -34,6 +37,7 @@ from explorer.latency.measure import Latency, latency_of, setting_for
 from explorer.store import attrs as A
 from explorer.study.config import StudyConfig
 from explorer.study.early_stop import Peer, SizeAwareRule
+from explorer.study.rungs import RungGate
 from explorer.study.sampling import proposal_seed
 from explorer.study.space import Space
 
@@ -67,14 +71,16 @@ class TrialRunner:
     """The objective: one call runs one trial end to end."""
 
     def __init__(self, study, config: StudyConfig, *, data: Any, device: str,
-                 trainer: Callable | None, num_classes: int) -> None:
+                 trainer: Callable | None, space: Space, build: Callable | None = None) -> None:
         self.study, self.config, self.data, self.device = study, config, data, device
         self.trainer = trainer or _real_trainer()
-        self.space = Space.from_config(config, num_classes)
+        self.make = build  # spec -> what `trainer` trains (a replay passes the spec itself); None: seeded_model
+        self.space = space
         self.storage = store.study_storage(study)
         self.heartbeats = store.uses_own_heartbeat(self.storage)
         self.beat = store.Heartbeat(self.storage) if self.heartbeats else None
         self.rule = _size_rule(config)
+        self.gate = RungGate(study, config) if config.schedule else None  # multi-fidelity rungs
         if config.latency and config.latency.device:
             check_device(config.latency.device)
         self.versions, self.git_rev = package_versions(), git_revision()
@@ -113,8 +119,10 @@ class TrialRunner:
             a = t.user_attrs
             if a.get(A.INFEASIBLE) or a.get(A.DUPLICATE_OF) is not None or A.CURVE not in a or store.is_cut(t):
                 continue  # a cut trial is neither a result to reuse nor a peer to compare with
-            if t.state == TrialState.COMPLETE:
+            if t.state == TrialState.COMPLETE or a.get(A.END) == A.RUNG_END:  # a rung stop is reused too
                 self.done_by_spec.setdefault(a[A.SPEC_ID], t)
+            if a.get(A.END) == A.RUNG_END:
+                continue  # not a peer of the size-aware rule (a schedule replaces it)
             if self.rule is not None:
                 self.peers.append(Peer(float(a[self.rule.size_by]), tuple(a[A.CURVE])))
 
@@ -182,13 +190,17 @@ class TrialRunner:
             copied = {k: dup.user_attrs[k] for k in A.RESULT_ATTRS if k in dup.user_attrs}
             self._set(trial, {**record, **copied, A.INFEASIBLE: False, A.DUPLICATE_OF: dup.number})
             self.duplicates += 1  # recorded (the sampler learns from it) but not counted: propose again
+            if dup.state != optuna.trial.TrialState.COMPLETE:  # stopped at a rung: so is its duplicate
+                reason = f"duplicate of #{dup.number}, stopped at rung {dup.user_attrs.get(A.RUNG)}"
+                self._set(trial, {A.PRUNED_REASON: reason})
+                raise optuna.TrialPruned(reason)
             return self._values(float(dup.values[0]), cost, lat)  # its accuracy, this trial's latency
         self._set(trial, {**record, A.INFEASIBLE: False})
         self.duplicates = 0
-        res, pruned = self._train(trial, model, spec, cost)
+        res, pruned, rung = self._train(trial, model, spec, cost)
         if res.end == A.CUT:  # the guard cut it: stored, never on a front, never a sampler's value
-            pruned = self._cut_reason(res)
-        self._set(trial, {**_result_attrs(res, pruned), **({A.PRUNED_REASON: pruned} if pruned else {})})
+            pruned, rung = self._cut_reason(res), {}
+        self._set(trial, {**_result_attrs(res, pruned), **({A.PRUNED_REASON: pruned} if pruned else {}), **rung})
         if pruned:
             raise optuna.TrialPruned(pruned)
         return self._values(float(res.final_acc), cost, lat)
@@ -214,6 +226,8 @@ class TrialRunner:
         """The trial's network with its seeded initial weights (export/retrain redraws the same)."""
         from explorer.design.model import seeded_model
 
+        if self.make is not None:
+            return self.make(spec)
         return seeded_model(spec, self.config.trainer.seed)
 
     def _timed(self, trial, spec, sid: str, record: dict[str, Any]) -> tuple[Any, Latency | None, str | None]:
@@ -231,14 +245,15 @@ class TrialRunner:
         return model, lat, over_budget({A.LATENCY_MS: lat.ms}, self.config.budget)
 
     def _train(self, trial, model, spec, cost: Cost):
-        """Build (unless built), cross-check with fvcore, train with early stopping; (result, pruned reason)."""
+        """Build (unless built), cross-check with fvcore, train with early stopping or rungs;
+        (result, pruned reason, the rung attrs of a trial stopped at a rung)."""
         model = model if model is not None else self._build(spec)
         if self.config.check_fvcore:
             check_fvcore(model, spec, cost)
         epochs = self.config.trainer.epochs
         size = float(getattr(cost, self.rule.size_by)) if self.rule else 0.0
         single = len(self.config.objectives) == 1 and self.config.early_stop is not None
-        state: dict[str, Any] = {"pruned": None}
+        state: dict[str, Any] = {"pruned": None, "rung": {}}
 
         def on_epoch_end(epoch_1: int, metrics: dict) -> bool:
             epoch, acc = epoch_1 - 1, float(metrics["val_acc"])  # the trainer counts from 1
@@ -249,13 +264,15 @@ class TrialRunner:
                                        f"{type(self.study.pruner).__name__}")
             elif self.rule is not None:
                 state["pruned"] = self.rule.check(size, epoch, acc, self.peers, last_epoch=epochs - 1)
+            elif self.gate is not None and (stop := self.gate.judge(trial, epoch_1, acc)) is not None:
+                state["pruned"], state["rung"] = stop.reason, {A.END: A.RUNG_END, A.RUNG: stop.rung}
             return state["pruned"] is not None
 
         kw = asdict(self.config.trainer)
         with quiet.training() as pause:  # a latency measurement on this machine pauses it
             res = self.trainer(model, self.data, device=self.device, on_epoch_end=on_epoch_end,
                                pause=pause, **kw)
-        return res, state["pruned"]
+        return res, state["pruned"], state["rung"]
 
 
 def _latency_attrs(lat: Latency) -> dict[str, Any]:
@@ -317,6 +334,8 @@ def outcome(t) -> Outcome:
         note = f"infeasible: {a.get(A.OVER_BUDGET)}"
     elif a.get(A.DUPLICATE_OF) is not None:
         note = f"duplicate of #{a[A.DUPLICATE_OF]}"
+    elif a.get(A.END) == A.RUNG_END:
+        note = f"stopped at rung {a.get(A.RUNG)}: not on the front"
     elif a.get(A.FAIL_REASON):
         note = a[A.FAIL_REASON]
     elif a.get(A.END) not in (None, "completed", "pruned"):

@@ -46,6 +46,9 @@ def base_sampler(config: StudyConfig, space: Space, seed: int) -> BaseSampler:
     if s.name == "nsga2":
         kw = {"population_size": s.population_size} if s.population_size else {}
         return optuna.samplers.NSGAIISampler(seed=seed, **kw)
+    if s.name == "gp":  # Gaussian-process Bayesian optimisation (logEHVI for several objectives)
+        kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials else {}
+        return optuna.samplers.GPSampler(seed=seed, deterministic_objective=False, **kw)
     kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials else {}
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, **kw)
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from explorer.core.errors import SpecError
 from explorer.design.spec import SqueezeSpec, expand
-from explorer.study.config import Knob, StudyConfig
+from explorer.study.config import StudyConfig
+from explorer.study.configspace import Knob
 
 DEAD_CHOICE_LIMIT = 4096  # combinations tried per choice (each a few microseconds)
 

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 
 from explorer.core.errors import UserError
 from explorer.training import data_cache
+from explorer.training.datasource import ENV, given_source
 
-ENV_DATA = "EXPLORER_DATA"
 ENV_CACHE = "EXPLORER_CACHE"
 # torchvision's ImageFolder list (torchvision.datasets.folder.IMG_EXTENSIONS, a test keeps them
 # equal), copied so that importing this module does not import torchvision; case-insensitive.
@@ -50,7 +50,7 @@ CIFAR = {  # name -> (folder, train files, test files, meta file, label key, nam
     "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
 }
 HOW_TO = ("pass --data cifar10|cifar100|PATH (an ImageFolder tree with train/ and test/, "
-          f"or a .tar.gz of one) or set {ENV_DATA}")
+          f"or a .tar.gz of one) or set {ENV}")
 _DECODE_CHUNK = 2000  # images per decode task: large enough to amortise thread hand-off
 _NAMES_SHOWN = 3  # file names quoted in a one-line message
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -100,7 +100,9 @@ def load_data(source: str | os.PathLike | None = None, *, root: str | os.PathLik
     `val_per_class` defaults to `val_fraction` of the smallest class; `resolution`
     resizes every split once, on load (e.g. 32 -> 16 for cheap studies).
     """
-    source = resolve_source(source)
+    source = given_source(source)
+    if not source:
+        raise UserError(f"no data source given: {HOW_TO}")
     cache = resolve_cache_dir(cache_dir)
     notes: list[str] = []
     load_split = _split_loader(source, root, cache, download, notes)
@@ -143,14 +145,6 @@ def _some(names: list[str]) -> str:
     """The first few names, and how many more."""
     more = len(names) - _NAMES_SHOWN
     return ", ".join(names[:_NAMES_SHOWN]) + (f" and {more:,} more" if more > 0 else "")
-
-
-def resolve_source(source: str | os.PathLike | None) -> str:
-    """The data source: the argument, else $EXPLORER_DATA, else a one-line UserError."""
-    source = source if source not in (None, "") else os.environ.get(ENV_DATA)
-    if not source:
-        raise UserError(f"no data source given: {HOW_TO}")
-    return os.fspath(source)
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -19,7 +19,7 @@ ENV = "EXPLORER_DATA"
 
 def default_archive() -> Path:
     """../shared/datasets/cifar10-jpeg.tar.gz beside the repository."""
-    return Path(__file__).resolve().parents[2] / ARCHIVE_NAME
+    return Path(__file__).resolve().parents[3] / ARCHIVE_NAME  # explorer/training/ -> beside the repo
 
 
 def is_dataset_name(source: str) -> bool:
@@ -39,15 +39,22 @@ def dataset_name(source: object) -> str:
     return source.split(":")[0] if is_dataset_name(source) else Path(source.rstrip("/")).name
 
 
+def given_source(cli: str | os.PathLike | None) -> str | None:
+    """The source the user named: `cli` (--data, or a caller's argument), else $EXPLORER_DATA; None if neither."""
+    if cli not in (None, ""):
+        return os.fspath(cli)
+    return os.environ.get(ENV) or None
+
+
 def resolve_source(cli: str | None, stored: str | None, *, missing: str) -> str:
     """The data source to load (see the module docstring); UserError `missing` when there is none.
 
     A --data or $EXPLORER_DATA value is taken as given (require() checks it where that must
     happen before other checks).
     """
-    for given in (cli, os.environ.get(ENV)):
-        if given:
-            return given
+    named = given_source(cli)
+    if named:
+        return named
     if stored and available(stored):
         return stored
     if default_archive().exists():

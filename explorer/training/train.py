@@ -1,8 +1,8 @@
-"""A fast short-trial trainer: `train(model, data, *, ...) -> TrainResult`; no Optuna.
+"""A fast short-trial trainer: `train(model, data, **settings) -> TrainResult`; no Optuna.
 
 In the style of KellerJordan/cifar10-airbench: the images stay on the device as uint8;
-each batch is gathered, randomly cropped (reflect padding) and flipped in one indexing
-op, then normalised on the device, so the step loop does no per-sample Python work.
+each batch is gathered, randomly cropped (reflect padding) and flipped in one gather of
+whole pixels, then normalised on the device, so the step loop does no per-sample Python work.
 SGD with Nesterov momentum, linear warm-up then linear decay to 0 per step, label
 smoothing, optional EMA of the weights and flip test-time augmentation. A non-finite
 loss ends the run as "diverged" (never an exception); a network whose every output is
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from explorer.core.runtime import use_threads
+from explorer.training.config import TrainSettings
 
 ENDS = ("completed", "time_budget", "diverged", "dead", "stopped")
 
@@ -56,56 +57,50 @@ class TrainResult:
         return asdict(self)
 
 
-def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr: float = 0.2,
-          momentum: float = 0.9, weight_decay: float = 5e-4, label_smoothing: float = 0.1,
-          warmup: float = 0.1, time_budget_s: float | None = None, seed: int = 0,
-          device: str | torch.device = "cpu", crop_pad: int | None = None, flip: bool = True,
-          ema: float | None = None, tta: bool = False, compile: bool = False,
-          channels_last: bool = True, eval_batch_size: int = 1024,
+def train(model: nn.Module, data, *, device: str | torch.device = "cpu",
           on_epoch_end: Callable[[int, dict], bool | None] | None = None,
           progress: Callable[[int, int, float], None] | None = None,
-          pause: Callable[[], float] | None = None, threads: int | None = None) -> TrainResult:
+          pause: Callable[[], float] | None = None, **settings: Any) -> TrainResult:
     """Train `model` on `data.train`, evaluating on `data.val` after every epoch.
 
     `data` needs `train` and `val` (x uint8 (N, 3, H, W), y) plus `mean` and `std`.
-    `warmup` is the fraction of steps spent ramping the learning rate up; `crop_pad`
-    defaults to 4 pixels per 32 of resolution; `ema` is the per-step decay of a weight
-    average used for evaluation (None: off). `progress(step, total_steps, loss)` is
-    called every step if given (it forces a sync on CUDA). The time budget counts wall
-    time since the start, evaluation included; the last evaluation runs after it.
-    `threads` sets torch's intra-op threads for the run (explorer.core.runtime.use_threads; None:
-    as they are); on CPU the result depends on it.
+    `settings` are fields of explorer.training.config.TrainSettings (epochs, batch_size, lr,
+    ..., threads, warmup, crop_pad, ema, ...); one left out has its default there.
+    `progress(step, total_steps, loss)` is called every step if given (it forces a sync on
+    CUDA). The time budget counts wall time since the start, evaluation included; the last
+    evaluation runs after it. On CPU the result depends on `threads`.
     """
-    use_threads(threads)
+    s = TrainSettings(**settings)
+    use_threads(s.threads)
     device = torch.device(device)
-    torch.manual_seed(seed)  # dropout draws from the global generator
-    g = torch.Generator(device=device).manual_seed(seed)  # shuffles and augmentation
+    torch.manual_seed(s.seed)  # dropout draws from the global generator
+    g = torch.Generator(device=device).manual_seed(s.seed)  # shuffles and augmentation
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = torch.channels_last if s.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
-    net = torch.compile(model) if compile else model
-    averaged = _EMA(model, ema) if ema else None
+    net = torch.compile(model) if s.compile else model
+    averaged = _EMA(model, s.ema) if s.ema else None
     norm = _Normalise(data.mean, data.std, device)
     x_train = data.train.x.to(device).permute(0, 2, 3, 1).contiguous()  # NHWC: gathers whole pixels
     y_train = data.train.y.to(device)
     x_val, y_val = data.val.x, data.val.y
     n = len(y_train)
-    bs = min(batch_size, n)
+    bs = min(s.batch_size, n)
     steps_per_epoch = n // bs  # full batches only: constant shapes, stable BatchNorm
-    total_steps = epochs * steps_per_epoch
-    pad = crop_pad if crop_pad is not None else max(1, round(4 * x_train.shape[1] / 32))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0,
-                          weight_decay=weight_decay)
-    schedule = _warmup_linear_decay(total_steps, warmup)
+    total_steps = s.epochs * steps_per_epoch
+    pad = s.crop_pad if s.crop_pad is not None else max(1, round(4 * x_train.shape[1] / 32))
+    opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, nesterov=s.momentum > 0,
+                          weight_decay=s.weight_decay)
+    schedule = _warmup_linear_decay(total_steps, s.warmup)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
     check_every = 16 if cuda else 1  # a .item() per step would stall the CUDA queue
 
-    result = TrainResult(seed=seed, device=str(device))
+    result = TrainResult(seed=s.seed, device=str(device))
     start = time.perf_counter()
     step = 0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, s.epochs + 1):
         model.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=device, generator=g)
@@ -117,11 +112,11 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
                 waited = pause()
                 start, t0 = start + waited, t0 + waited  # a pause is not training time
             idx = perm[i * bs:(i + 1) * bs]
-            xb = norm(augment(x_train[idx], pad, flip, g), fmt)
+            xb = norm(augment(x_train, pad, s.flip, g, idx), fmt)
             for group in opt.param_groups:
-                group["lr"] = lr * schedule(step)
+                group["lr"] = s.lr * schedule(step)
             with autocast:
-                loss = F.cross_entropy(net(xb), y_train[idx], label_smoothing=label_smoothing)
+                loss = F.cross_entropy(net(xb), y_train[idx], label_smoothing=s.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -135,8 +130,8 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
             if (step % check_every == 0 or i == steps_per_epoch - 1) and bad.item():
                 result.end = "diverged"
                 break
-            if time_budget_s is not None and step < total_steps \
-                    and time.perf_counter() - start >= time_budget_s:
+            if s.time_budget_s is not None and step < total_steps \
+                    and time.perf_counter() - start >= s.time_budget_s:
                 result.end = "time_budget"
                 break
         if cuda:
@@ -151,8 +146,8 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
         eval_model = averaged.model if averaged else model
         stats: dict[str, float] = {}
         acc, loss_val = evaluate(eval_model, x_val, y_val, mean=data.mean, std=data.std,
-                                 batch_size=eval_batch_size, device=device, tta=tta,
-                                 channels_last=channels_last, stats=stats, pause=pause)
+                                 batch_size=s.eval_batch_size, device=device, tta=s.tta,
+                                 channels_last=s.channels_last, stats=stats, pause=pause)
         start += stats["paused_s"]
         result.val_acc.append(acc)
         result.val_loss.append(loss_val)
@@ -163,7 +158,7 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
             break
         metrics = {"epoch": epoch, "val_acc": acc, "val_loss": loss_val,
                    "train_seconds": result.train_seconds, "steps": step}
-        if on_epoch_end and on_epoch_end(epoch, metrics) and epoch < epochs:
+        if on_epoch_end and on_epoch_end(epoch, metrics) and epoch < s.epochs:
             result.end = "stopped"
             break
     result.final_acc = result.val_acc[-1] if result.val_acc and result.end != "diverged" else 0.0
@@ -175,9 +170,9 @@ def train(model: nn.Module, data, *, epochs: int = 10, batch_size: int = 512, lr
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
-             batch_size: int = 1024, device: str | torch.device = "cpu", tta: bool = False,
-             channels_last: bool = True, stats: dict | None = None,
-             pause: Callable[[], float] | None = None) -> tuple[float, float]:
+             batch_size: int = TrainSettings.eval_batch_size, device: str | torch.device = "cpu",
+             tta: bool = TrainSettings.tta, channels_last: bool = TrainSettings.channels_last,
+             stats: dict | None = None, pause: Callable[[], float] | None = None) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of `model` on uint8 images; `tta` averages flips.
 
     `stats`, if given, receives `max_abs_output`: the largest |logit| seen (0.0: a dead network),
@@ -211,10 +206,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, mean, std,
     return correct / n, loss_sum / n
 
 
-def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
-    """Random crop with reflect padding and random horizontal flip, one gather, NHWC uint8."""
-    b, h, w, _ = x.shape
+def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator,
+            idx: torch.Tensor | None = None) -> torch.Tensor:
+    """Images `idx` of `x` (default: all), NHWC uint8, randomly cropped with reflect padding and
+    randomly flipped, in one gather of whole pixels.
+
+    Measured on the bench/train_throughput.py batch (128 x 16 x 16 px, one thread, CPU time):
+    picking the batch, then indexing (image, row, column), took 750 us; this one index_select of
+    3-byte pixel rows, coordinates included, 313 us. The pixels and the generator's draws are
+    the same (tests/test_train.py compares them).
+    """
+    n, h, w, c = x.shape
     dev = x.device
+    idx = torch.arange(n, device=dev) if idx is None else idx
+    b = len(idx)
     dy = torch.randint(-pad, pad + 1, (b, 1), device=dev, generator=g) if pad else 0
     dx = torch.randint(-pad, pad + 1, (b, 1), device=dev, generator=g) if pad else 0
     rows = _reflect(torch.arange(h, device=dev) + dy, h).expand(b, h)
@@ -223,8 +228,8 @@ def augment(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.
         mirrored = torch.rand(b, 1, device=dev, generator=g) < 0.5
         cols = torch.where(mirrored, w - 1 - cols, cols)
     cols = _reflect(cols + dx, w)
-    batch = torch.arange(b, device=dev)[:, None, None]
-    return x[batch, rows[:, :, None], cols[:, None, :]]
+    pixel = ((idx[:, None] * h + rows) * w)[:, :, None] + cols[:, None, :]  # (b, h, w) into x's pixels
+    return x.reshape(n * h * w, c).index_select(0, pixel.view(-1)).view(b, h, w, c)
 
 
 def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
