@@ -40,6 +40,9 @@ def test_outcome_keys_and_words():
     assert store.outcome_key("COMPLETE", {"duplicate_of": float("nan")}) == "COMPLETE"  # the table's missing
     assert store.outcome_key("PRUNED", {"infeasible": True, "end": "pruned"}) == store.OVER_BUDGET_STATE
     assert store.outcome_key("PRUNED", {"end": "time_budget"}) == store.CUT_STATE
+    assert store.outcome_key("PRUNED", {"end": "rung", "rung": 2}) == store.RUNG_STATE + "2"  # a schedule's rung 2
+    assert store.counts_text({"RUNG2": 3, "COMPLETE": 4, "RUNG1": 9, store.DUPLICATE_STATE: 1}) == (
+        "4 networks trained, 1 duplicate (reused), 9 stopped at rung 1, 3 stopped at rung 2")
 
 
 def test_dead_and_diverged_trials_are_off_every_front_unless_asked(tmp_path, capsys):
