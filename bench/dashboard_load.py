@@ -1,12 +1,15 @@
 """Dashboard speed: what a user waits for in a browser, page load and rerun on the server, front scaling.
 
---browser: the served page in headless Chromium (Playwright, Debian's /usr/bin/chromium) on
-the same 10,000-trial study as a journal, an SQLite file and a PostgreSQL study (with
-EXPLORER_TEST_PG_URL), quiet and then beside two CPU hogs: seconds from navigation until the
-chart holds every point, on a fresh server (cold) and in a second session (warm), and the
-median time from a click on a widget until the chart is redrawn; optuna-dashboard (the `dev`
-extra installs it) on the same study, alternated with ours. Goals: first chart < 2 s quiet
-and < 5 s busy, a widget change < 0.5 s.
+--browser: the served page in headless Chromium (Playwright, Debian's /usr/bin/chromium, 1400x900)
+on the same synthetic study at 1,000 and 10,000 trials, each as a journal, an SQLite file and a
+PostgreSQL study (with EXPLORER_TEST_PG_URL), first on the machine as it is ("quiet": run it with
+nothing else running) and then beside two CPU hogs ("busy"). Per row, --repeats runs (3) of ours
+and of optuna-dashboard (the `dev` extra installs it) alternated, each on a fresh server; the row
+holds their medians: seconds from navigation until the chart holds every trial, on the fresh
+server (its first visitor: the server reads the trials) and in a second session, and the median
+time from a click on "Log size axis" until the chart in the browser has the new axis. The load
+average is printed per run and per row. Goals: first chart < 2 s quiet and < 5 s busy, a widget
+change < 0.5 s. It prints the table docs/dashboard.md holds, then which goals each row meets.
 
 Default: the real page in Streamlit's AppTest (in-process, no browser) at 1,000 and 10,000
 trials: "cold" = first run with empty caches (modules already imported, as in a served app
@@ -15,7 +18,7 @@ after its first visitor), the rerun after a widget change on a journal and on SQ
 included; and the front timed against a naive O(n^2) reference (chunked numpy).
 
     python bench/dashboard_load.py             # last line: one JSON object
-    python bench/dashboard_load.py --browser   # ditto
+    python bench/dashboard_load.py --browser   # ditto; --trials 1000 --repeats 1 --loads quiet for a quick look
 """
 
 from __future__ import annotations
@@ -105,8 +108,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--browser", action="store_true", help="time the served page in headless Chromium")
-    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--trials", default="1000,10000", help="--browser: study sizes, comma-separated")
     parser.add_argument("--kinds", default="journal,sqlite,postgresql")
+    parser.add_argument("--repeats", type=int, default=3, help="--browser: runs of each dashboard per row")
     parser.add_argument("--no-peer", action="store_true", help="leave optuna-dashboard out")
     parser.add_argument("--loads", default="quiet,busy", help="quiet, busy (two CPU hogs) or both")
     args = parser.parse_args()
@@ -114,10 +118,15 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: no orphan CPU hogs
     if args.browser:
-        result = browser_bench(args.trials, args.kinds.split(","), not args.no_peer, args.loads.split(","))
-        result["trials"] = args.trials
-        result["loadavg_1min"] = round(os.getloadavg()[0], 2)
-        print(json.dumps(result))
+        from explorer.core.errors import UserError
+
+        try:
+            rows = browser_rows(args)
+        except UserError as exc:
+            sys.exit(f"dashboard_load.py: {exc} (or leave PostgreSQL out: --kinds journal,sqlite)")
+        print("\n" + markdown_table(rows) + "\n")
+        print("\n".join(goal_lines(rows)))
+        print(json.dumps({"rows": rows, "loadavg_1min": round(os.getloadavg()[0], 2)}))
         return
     result: dict[str, float] = {}
     rng = np.random.default_rng(0)
@@ -183,10 +192,17 @@ def main() -> None:
 CHROMIUM = os.environ.get("EXPLORER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Points on the chart (every marker trace); explorer's page and the peer's both draw with Plotly.
+# Trials on the chart: points of every marker trace, plus the trials a density layer counts (explorer's
+# page draws trials far from the front as pre-aggregated heatmaps, meta 'density'; z = trials per cell).
 POINTS_JS = """() => { let n = 0; for (const gd of document.querySelectorAll('.js-plotly-plot'))
-  for (const t of (gd._fullData || [])) if ((t.mode || '').includes('markers') && t.x) n += t.x.length;
+  for (const t of (gd._fullData || [])) {
+    if (t.type === 'heatmap' && t.meta === 'density' && t.z)
+      for (const row of t.z) for (const v of row) { if (v > 0) n += v; }
+    else if ((t.mode || '').includes('markers') && t.x) n += t.x.length; }
   return n; }"""
+AXIS_IS = ("w => { const gd = document.querySelector('.js-plotly-plot');"
+           " return gd && gd._fullLayout && gd._fullLayout.xaxis.type === w; }")
+GOALS = {"quiet": 2.0, "busy": 5.0, "widget": 0.5}  # seconds: first chart quiet / busy, a widget change
 
 
 def _free_port() -> int:
@@ -198,7 +214,7 @@ def _free_port() -> int:
 
 
 def _serve(cmd: list[str], port: int, health: str, env: dict, cwd: str):
-    """Start a server and wait until `health` answers (60 s at most)."""
+    """Start a server and wait until `health` answers (90 s at most)."""
     import urllib.request
 
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -221,50 +237,55 @@ def _stop(proc) -> None:
         proc.kill()
 
 
-def _time_to_points(browser, url: str, want: int, timeout_s: float = 300) -> float:
-    """Seconds from navigation until the page's Plotly charts hold `want` points."""
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    t = time.perf_counter()
-    page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
-    page.wait_for_function(f"() => ({POINTS_JS})() >= {want}", timeout=timeout_s * 1000, polling=50)
-    took = time.perf_counter() - t
-    page.close()
-    return took
-
-
-def ours_in_browser(browser, storage: str, n: int, tmp: str, toggles: int = 4) -> dict[str, float]:
-    """explorer's page: first chart on a fresh server (cold), in a second session (warm), and the
-    median time from a click on 'Log size axis' until the chart has the new axis."""
+def serve_ours(storage: str, tmp: str):
+    """explorer's page on a fresh Streamlit server: (process, URL)."""
     port = _free_port()
     env = {**os.environ, "EXPLORER_STORAGE": storage, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", APP, "--server.address", "127.0.0.1",
            "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.headless", "true",
            "--server.fileWatcherType", "none"]
-    proc = _serve(cmd, port, "/_stcore/health", env, tmp)
-    url = f"http://127.0.0.1:{port}"
+    return _serve(cmd, port, "/_stcore/health", env, tmp), f"http://127.0.0.1:{port}"
+
+
+def _time_to_points(browser, url: str, want: int, timeout_s: float = 300) -> float:
+    """Seconds from navigation until the page's Plotly charts hold `want` trials."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    t = time.perf_counter()
+    page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+    page.wait_for_function(f"() => ({POINTS_JS})() >= {want}", timeout=timeout_s * 1000, polling=20)
+    took = time.perf_counter() - t
+    page.close()
+    return took
+
+
+def ours_in_browser(browser, storage: str, study: str, n: int, tmp: str, toggles: int = 4) -> dict[str, float]:
+    """explorer's page on `study`: first chart on a fresh server (cold), in a second session (warm), and
+    the median time from a click on 'Log size axis' until the chart has the new axis."""
+    from urllib.parse import quote
+
+    proc, url = serve_ours(storage, tmp)
+    url = f"{url}/?study={quote(study)}"
     try:
         cold = _time_to_points(browser, url, n)
         warm = _time_to_points(browser, url, n)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url)
-        page.wait_for_function(f"() => ({POINTS_JS})() >= {n}", timeout=300_000)
+        page.wait_for_function(f"() => ({POINTS_JS})() >= {n}", timeout=300_000, polling=20)
         widget = []
         for i in range(toggles):
             want = "linear" if i % 2 == 0 else "log"
             t = time.perf_counter()
             page.get_by_text("Log size axis").click()
-            page.wait_for_function(
-                "w => { const gd = document.querySelector('.js-plotly-plot');"
-                " return gd && gd._fullLayout && gd._fullLayout.xaxis.type === w; }", arg=want,
-                timeout=60_000, polling=20)
+            page.wait_for_function(AXIS_IS, arg=want, timeout=120_000, polling=10)
             widget.append(time.perf_counter() - t)
+            page.wait_for_timeout(200)  # the chart settles before the next click
         page.close()
     finally:
         _stop(proc)
     return {"cold_s": cold, "warm_s": warm, "widget_s": statistics.median(widget)}
 
 
-def peer_in_browser(browser, storage: str, n: int, tmp: str) -> dict[str, float] | None:
+def peer_in_browser(browser, storage: str, study: str, n: int, tmp: str) -> dict[str, float] | None:
     """optuna-dashboard (where installed) on the same study: time until its charts hold n points."""
     import shutil
 
@@ -274,17 +295,16 @@ def peer_in_browser(browser, storage: str, n: int, tmp: str) -> dict[str, float]
     port = _free_port()
     proc = _serve([exe, storage, "--host", "127.0.0.1", "--port", str(port)], port, "/", dict(os.environ), tmp)
     try:
-        study_url = f"http://127.0.0.1:{port}/dashboard/studies/{_peer_study_id(storage)}"
+        study_url = f"http://127.0.0.1:{port}/dashboard/studies/{_peer_study_id(storage, study)}"
         return {"cold_s": _time_to_points(browser, study_url, n), "warm_s": _time_to_points(browser, study_url, n)}
     finally:
         _stop(proc)
 
 
-def _peer_study_id(storage: str) -> int:
-    from explorer.store import find_study, open_storage, study_names
+def _peer_study_id(storage: str, study: str) -> int:
+    from explorer.store import find_study, open_storage
 
-    opened = open_storage(storage, read_only=True)
-    return find_study(opened, study_names(opened)[0])
+    return find_study(open_storage(storage, read_only=True), study)
 
 
 def busy(on: bool):
@@ -293,73 +313,139 @@ def busy(on: bool):
     return lambda: [(h.kill(), h.wait()) for h in hogs]
 
 
-def browser_bench(n: int, kinds: list[str], with_peer: bool,
-                  loads: tuple[str, ...] | list[str] = ("quiet", "busy")) -> dict[str, float]:
-    """Every storage kind, quiet then beside two CPU hogs, ours (and the peer's) alternated."""
+def browser_rows(args) -> list[dict]:
+    """The --browser runs for the parsed command line; UserError (one line) when PostgreSQL is asked for
+    and EXPLORER_TEST_PG_URL does not answer."""
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs", flush=True)
+    kinds = args.kinds.split(",")
+    if "postgresql" in kinds and os.environ.get("EXPLORER_TEST_PG_URL"):
+        from explorer.store.pg import probe
+
+        probe(os.environ["EXPLORER_TEST_PG_URL"])  # before minutes of work: start it with .ci/postgres.sh
+    return browser_bench([int(n) for n in args.trials.split(",")], kinds, not args.no_peer,
+                         args.loads.split(","), args.repeats)
+
+
+def browser_bench(sizes: list[int], kinds: list[str], with_peer: bool, loads: list[str],
+                  repeats: int = 3) -> list[dict]:
+    """Per load (quiet, then beside two CPU hogs), size and storage kind: `repeats` runs of ours and
+    of optuna-dashboard, alternated, each on a fresh server; one row of medians per combination."""
     from playwright.sync_api import sync_playwright
 
-    out: dict[str, float] = {}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        stores = _bench_storages(n, kinds, Path(tmp))
+        stores = {n: _bench_storages(n, kinds, Path(tmp), f"s{n}") for n in sizes}  # kind -> (URL, study)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for load in loads:
                 stop = busy(load == "busy")
                 try:
-                    for kind, storage in stores.items():
-                        ours = ours_in_browser(browser, storage, n, tmp)
-                        for k, v in ours.items():
-                            out[f"ours_{kind}_{load}_{k}"] = round(v, 2)
-                        peer = peer_in_browser(browser, storage, n, tmp) if with_peer else None
-                        for k, v in (peer or {}).items():
-                            out[f"peer_{kind}_{load}_{k}"] = round(v, 2)
-                        print(f"{kind:>10} {load}: ours first chart {ours['cold_s']:.1f} s cold, "
-                              f"{ours['warm_s']:.1f} s warm, widget change {ours['widget_s']:.2f} s"
-                              + (f"; optuna-dashboard {peer['cold_s']:.1f} s cold, {peer['warm_s']:.1f} s warm "
-                                 f"({peer['cold_s'] / ours['cold_s']:.1f}x ours)" if peer else "")
-                              + f" (load {os.getloadavg()[0]:.1f})", flush=True)
+                    for n in sizes:
+                        for kind, (storage, study) in stores[n].items():
+                            rows.append(_one_row(browser, storage, study, n, kind, load, tmp, with_peer, repeats))
                 finally:
                     stop()
         finally:
             browser.close()
-            _drop_pg(stores.get("postgresql"))
+            for n in sizes:
+                _drop_pg(stores[n].get("postgresql", (None,))[0], _pg_study(n))
+    return rows
+
+
+def _one_row(browser, storage: str, study: str, n: int, kind: str, load: str, tmp: str, with_peer: bool,
+             repeats: int) -> dict:
+    """`repeats` alternated runs (ours, then the peer) on one storage; their medians and the load average."""
+    ours, peer, loadavg = [], [], []
+    for rep in range(repeats):
+        loadavg.append(os.getloadavg()[0])
+        ours.append(ours_in_browser(browser, storage, study, n, tmp))
+        if with_peer:
+            peer.append(peer_in_browser(browser, storage, study, n, tmp))
+        loadavg.append(os.getloadavg()[0])
+        print(f"{n:>6} {kind:>10} {load} run {rep + 1}/{repeats}: ours {ours[-1]['cold_s']:.2f} s fresh server, "
+              f"{ours[-1]['warm_s']:.2f} s second session, widget {ours[-1]['widget_s']:.2f} s"
+              + (f"; optuna-dashboard {peer[-1]['cold_s']:.2f} / {peer[-1]['warm_s']:.2f} s" if peer and peer[-1]
+                 else "") + f" (load {loadavg[-1]:.1f})", flush=True)
+    row = {"trials": n, "storage": kind, "load": load, "runs": repeats,
+           "loadavg_median": round(statistics.median(loadavg), 2), "loadavg_max": round(max(loadavg), 2)}
+    for key in ("cold_s", "warm_s", "widget_s"):
+        row[f"ours_{key}"] = round(statistics.median(r[key] for r in ours), 3)
+    if peer and all(peer):
+        for key in ("cold_s", "warm_s"):
+            row[f"peer_{key}"] = round(statistics.median(r[key] for r in peer), 3)
+    return row
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as the table docs/dashboard.md holds (medians; the goal each figure is held to)."""
+    head = ("| trials | storage | machine | load avg (median, max) | ours: first chart, fresh server | "
+            "ours: second session | ours: widget change | optuna-dashboard: first chart, fresh / second session "
+            "(its time / ours, fresh) |")
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        peer = (f"{r['peer_cold_s']:.2f} s / {r['peer_warm_s']:.2f} s ({r['peer_cold_s'] / r['ours_cold_s']:.2f}x)"
+                if "peer_cold_s" in r else "(not run)")
+        machine = "quiet" if r["load"] == "quiet" else "+ 2 CPU hogs"
+        lines.append(f"| {r['trials']:,} | {r['storage']} | {machine} | {r['loadavg_median']} ({r['loadavg_max']}) | "
+                     f"{r['ours_cold_s']:.2f} s | {r['ours_warm_s']:.2f} s | {r['ours_widget_s']:.2f} s | {peer} |")
+    return "\n".join(lines)
+
+
+def goal_lines(rows: list[dict]) -> list[str]:
+    """Which rows meet the goals (first chart < 2 s quiet, < 5 s busy; a widget change < 0.5 s)."""
+    out = []
+    for r in rows:
+        goal = GOALS["quiet" if r["load"] == "quiet" else "busy"]
+        verdict = lambda v, g: "met" if v < g else "MISSED"  # noqa: E731
+        out.append(f"{r['trials']:>6} {r['storage']:>10} {r['load']:>5}: first chart < {goal:g} s: "
+                   f"{verdict(r['ours_cold_s'], goal)} fresh server, {verdict(r['ours_warm_s'], goal)} second session; "
+                   f"widget change < {GOALS['widget']} s: {verdict(r['ours_widget_s'], GOALS['widget'])}")
     return out
 
 
-def _bench_storages(n: int, kinds: list[str], tmp: Path) -> dict[str, str]:
-    """The same n trials as a journal, an SQLite file and (with EXPLORER_TEST_PG_URL) a PostgreSQL study."""
+def _pg_study(n: int) -> str:
+    return f"{BENCH_STUDY}_{n}"
+
+
+def _bench_storages(n: int, kinds: list[str], tmp: Path, stem: str) -> dict[str, tuple[str, str]]:
+    """The same n trials as a journal, an SQLite file and (with EXPLORER_TEST_PG_URL) a PostgreSQL study:
+    kind -> (URL, study name). The PostgreSQL study is the newest in its database, so the page shows it."""
     trials = factory.random_trials(n, seed=0)
     out = {}
     if "journal" in kinds:
-        out["journal"] = str(factory.make_storage(tmp / "bench.journal", {BENCH_STUDY: trials}))
+        out["journal"] = (str(factory.make_storage(tmp / f"{stem}.journal", {BENCH_STUDY: trials})), BENCH_STUDY)
     if "sqlite" in kinds:
-        out["sqlite"] = factory.make_rdb(f"sqlite:///{tmp / 'bench.db'}", {BENCH_STUDY: trials})
+        out["sqlite"] = (factory.make_rdb(f"sqlite:///{tmp / f'{stem}.db'}", {BENCH_STUDY: trials}), BENCH_STUDY)
     pg = os.environ.get("EXPLORER_TEST_PG_URL")
-    if "postgresql" in kinds and pg:
-        _drop_pg(pg)
-        out["postgresql"] = factory.make_rdb(pg, {BENCH_STUDY: trials})
+    if "postgresql" in kinds:
+        if pg:
+            _drop_pg(pg, _pg_study(n))
+            out["postgresql"] = (factory.make_rdb(pg, {_pg_study(n): trials}), _pg_study(n))
+        else:
+            print("postgresql: left out (set EXPLORER_TEST_PG_URL)", flush=True)
     return out
 
 
-def _drop_pg(url: str | None) -> None:
-    """Remove the bench's study from the shared PostgreSQL database (raw deletes: Optuna's
+def _drop_pg(url: str | None, study_name: str) -> None:
+    """Remove a bench study from the shared PostgreSQL database (raw deletes: Optuna's
     delete_study loads every trial)."""
     if not url:
         return
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
-    study = f"(SELECT study_id FROM studies WHERE study_name = '{BENCH_STUDY}')"
+    study = "(SELECT study_id FROM studies WHERE study_name = :name)"
     ids = f"(SELECT trial_id FROM trials WHERE study_id IN {study})"
     try:
         with engine.begin() as conn:
             for table in ("trial_user_attributes", "trial_system_attributes", "trial_params", "trial_values",
                           "trial_intermediate_values", "trial_heartbeats"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE trial_id IN {ids}"))
-            conn.execute(sa.text(f"DELETE FROM trials WHERE study_id IN {study}"))
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE trial_id IN {ids}"), {"name": study_name})
+            conn.execute(sa.text(f"DELETE FROM trials WHERE study_id IN {study}"), {"name": study_name})
             for table in ("study_user_attributes", "study_system_attributes", "study_directions"):
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE study_id IN {study}"))
-            conn.execute(sa.text(f"DELETE FROM studies WHERE study_name = '{BENCH_STUDY}'"))
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE study_id IN {study}"), {"name": study_name})
+            conn.execute(sa.text("DELETE FROM studies WHERE study_name = :name"), {"name": study_name})
     except sa.exc.SQLAlchemyError:
         pass  # no tables yet
     finally:

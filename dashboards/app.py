@@ -27,10 +27,11 @@ from dashboards import landscape as landscape_view
 from dashboards import loading as ld
 from explorer.core.errors import UserError
 from explorer.design.budgets import STUDY_BUDGETS
-from explorer.results import pareto
-from explorer.store.table import comparable, latency_settings
+from explorer.results import importance, pareto
+from explorer.store.table import comparable, latency_settings, untrainable
 
 STATE_SELECTED = "selected_trials"  # list of (study, number) picked on the chart
+STATE_FILTERS = "_budgets_filters"  # {"limits": {cost: max}, "ranges": {knob: rule}} set in the sidebar
 NO_LIMIT = "no limit"
 LIMIT_LABELS = {"params": "Max parameters", "macs": "Max MACs", "size_mb": "Max size (MB)",
                 "latency_ms": "Max latency (ms)"}
@@ -75,15 +76,18 @@ def read_once(key: str, ident: tuple, read):
 
 @st.cache_resource(show_spinner="Loading trials…", max_entries=6)
 def get_trials(url: str, studies: tuple[str, ...],
-               fingerprints: tuple) -> tuple[pd.DataFrame, figures.Hover, dict]:
-    """Trials, hover labels and varied knobs' filter choices, cached until a fingerprint changes.
+               fingerprints: tuple) -> tuple[pd.DataFrame, figures.Hover, dict, dict]:
+    """Trials, hover labels, varied knobs' filter choices and the studies as read (name -> StudyRecord),
+    cached until a fingerprint changes.
 
     cache_resource, not cache_data: the frame is never mutated, and cache_data would
     unpickle it on every rerun (about 0.1 s at 10,000 trials, the whole rerun budget).
     """
-    frame = ld.load_studies(get_storage(url), list(studies))
+    records = ld.load_records(get_storage(url), list(studies))
+    frame = ld.records_table(records)
     knobs = ld.knob_columns(frame)
-    return frame, figures.hover_data(frame, knobs), {k: knob_choices(frame[k]) for k in knobs}
+    return (frame, figures.hover_data(frame, knobs), {k: knob_choices(frame[k]) for k in knobs},
+            {rec.name: rec for rec in records})
 
 
 def knob_choices(values: pd.Series) -> tuple:
@@ -94,26 +98,13 @@ def knob_choices(values: pd.Series) -> tuple:
     return ("set", sorted(values.dropna().unique().tolist(), key=lambda v: figures._natural(str(v))))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def get_importances(url: str, study: str, fingerprint: tuple, acc_col: str) -> dict[str, float]:
-    """Optuna's parameter importances for reaching high accuracy (default evaluator).
-
-    The target is the error (1 - accuracy): Optuna's default PED-ANOVA evaluator ranks
-    params by how they lead to low target values, and says so in a warning we silence.
-    """
-    import warnings
-
-    import optuna
-
-    study_obj = optuna.load_study(study_name=study, storage=get_storage(url))
-    trials = [t for t in study_obj.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if isinstance(t.user_attrs.get(acc_col), (int, float))]
-    if len({tuple(sorted(t.params.items())) for t in trials}) < 2:
-        raise ValueError("it needs at least two completed trials with different params")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return optuna.importance.get_param_importances(
-            study_obj, target=lambda t: 1.0 - float(t.user_attrs.get(acc_col, float("nan"))))
+@st.cache_resource(show_spinner="Computing importances…", max_entries=4)
+def get_importances(url: str, studies: tuple[str, ...], fingerprints: tuple, study: str,
+                    acc_col: str) -> dict[str, float]:
+    """Optuna's parameter importances for reaching high accuracy, from the trials the page already
+    read (explorer.results.importance; no second read of the storage)."""
+    rec = get_trials(url, studies, fingerprints)[3][study]
+    return importance.importances(rec.frozen_trials, acc_col, rec.directions)
 
 
 def main() -> None:
@@ -150,14 +141,15 @@ def main() -> None:
                 "to create one, then press Refresh.")
         return
     names = studies["study"].tolist()
-    chosen = st.sidebar.multiselect("Studies (several are overlaid)", names, default=names[-1:],
+    asked = [n for n in st.query_params.get_all("study") if n in names]  # a link may name the studies
+    chosen = st.sidebar.multiselect("Studies (several are overlaid)", names, default=asked or names[-1:],
                                     key="studies")
     if not chosen:
         st.info("Pick at least one study in the sidebar.")
         return
     try:
         fps = read_once("fingerprints", (url, tuple(chosen)), lambda: get_fingerprints(url, tuple(chosen)))
-        frame, hover, knob_meta = get_trials(url, tuple(chosen), fps)
+        frame, hover, knob_meta, _ = get_trials(url, tuple(chosen), fps)
         knobs = list(knob_meta)
     except Exception as exc:  # a storage changing under us must not end in a traceback
         st.session_state.pop("_read_once", None)
@@ -185,7 +177,8 @@ def main() -> None:
     # the front maximises accuracy and minimises size: flip the objectives Optuna maximises / minimises
     size = frame[view["size"]].to_numpy(dtype=float) * (-1 if view["dirs"][0] == "maximize" else 1)
     acc = frame[view["acc"]].to_numpy(dtype=float) * (-1 if view["dirs"][1] == "minimize" else 1)
-    final = comparable(frame)  # cut by the time budget, pruned or a duplicate: never on a front
+    # cut by the time budget, pruned or a duplicate: never on a front; dead or diverged: unless asked
+    final = comparable(frame, untrainable=view["untrainable"])
     roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
                             frame["study"].to_numpy(), final)
     tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",
@@ -258,6 +251,12 @@ def controls(frame: pd.DataFrame, knobs: list[str], objectives: dict[str, str]) 
                                  format_func=lambda c: c.removeprefix("knob_"))
     if view["color"] == "(none)":
         view["color"] = None
+    dead = int(untrainable(frame).sum())
+    view["untrainable"] = dead > 0 and sb.checkbox(
+        f"Dead and diverged trials on the front ({dead})", value=False, key="untrainable",
+        help="A network that ended dead (every output 0: chance accuracy) or diverged (a non-finite loss) could "
+             "not train, so it is no trade-off and is kept off the front (as `explorer status` and `explorer "
+             "export` do). Tick to let these trials compete.")
     return view
 
 
@@ -271,31 +270,61 @@ def _limit_options(values: np.ndarray) -> list:
 
 
 def budgets_and_filters(frame: pd.DataFrame, knob_meta: dict) -> np.ndarray:
-    """Budget sliders and knob filters (sidebar); True where a trial passes them all."""
-    limits, ranges = {}, {}
-    with st.sidebar.expander("Budgets and filters"):
-        for col in STUDY_BUDGETS:  # a study's budgets (latency where stored)
-            label = LIMIT_LABELS[col]
-            options = _limit_options(frame[col].to_numpy(dtype=float))
-            if len(options) > 1:
-                chosen = st.select_slider(label, options, value=NO_LIMIT, key=f"max_{col}",
-                                          format_func=lambda x: x if x == NO_LIMIT else figures.fmt_count(x))
-                limits[col] = None if chosen == NO_LIMIT else float(chosen)
-        for knob, meta in knob_meta.items():
-            ranges.update(_knob_filter(knob, meta))
+    """Budget sliders and knob filters (sidebar); True where a trial passes them all.
+
+    The expander draws its widgets only while open: a collapsed one costs the browser nothing (its
+    sliders and filters were a sixth of the first chart's time, bench/dashboard_profile.py). What was
+    set is kept in the session and applies while it is closed, and a caption says so.
+    """
+    saved = st.session_state.setdefault(STATE_FILTERS, {"limits": {}, "ranges": {}})
+    box = st.sidebar.expander("Budgets and filters", key="filters_open", on_change="rerun")
+    if box.open:
+        with box:
+            saved["limits"] = {c: v for c, v in ((c, _budget_slider(frame, c, saved["limits"].get(c)))
+                                                 for c in STUDY_BUDGETS) if v is not None}
+            saved["ranges"] = {k: r for knob, meta in knob_meta.items()
+                               for k, r in _knob_filter(knob, meta, saved["ranges"].get(knob)).items()}
+    limits = {c: v for c, v in saved["limits"].items() if c in frame}
+    ranges = {k: r for k, r in saved["ranges"].items() if k in frame}
+    if not box.open and (limits or ranges):
+        st.sidebar.caption("Applied: " + "; ".join(
+            [f"{c} <= {figures.fmt_count(v)}" for c, v in limits.items()]
+            + [f"{k.removeprefix('knob_')} in {_rule_text(r)}" for k, r in ranges.items()]))
     mask = pareto.budget_mask({c: frame[c] for c in limits}, limits) if limits else np.ones(len(frame), bool)
     return mask & pareto.filter_mask(frame, ranges)
 
 
-def _knob_filter(knob: str, meta: tuple) -> dict:
+def _budget_slider(frame: pd.DataFrame, col: str, saved: float | None) -> float | None:
+    """A study budget's slider (where the trials hold the cost); the limit chosen, None for none."""
+    options = _limit_options(frame[col].to_numpy(dtype=float))
+    if len(options) == 1:
+        return None
+    if saved is not None and saved not in options:  # set on other studies: kept as it was
+        options = sorted(options[:-1] + [saved]) + [NO_LIMIT]
+    chosen = st.select_slider(LIMIT_LABELS[col], options, value=NO_LIMIT if saved is None else saved,
+                              key=f"max_{col}", format_func=lambda x: x if x == NO_LIMIT else figures.fmt_count(x))
+    return None if chosen == NO_LIMIT else float(chosen)
+
+
+def _knob_filter(knob: str, meta: tuple, saved) -> dict:
+    """A knob's range slider or choice filter; {knob: rule} when it leaves trials out, else {}."""
     label = knob.removeprefix("knob_")
     if meta[0] == "range":
         lo, hi = meta[1], meta[2]
-        chosen = st.slider(label, lo, hi, (lo, hi), key=f"range_{knob}")
+        start = (max(lo, min(saved[0], hi)), min(hi, max(saved[1], lo))) if saved else (lo, hi)
+        chosen = st.slider(label, lo, hi, start, key=f"range_{knob}")
         return {} if tuple(chosen) == (lo, hi) else {knob: tuple(chosen)}
     options = meta[1]
-    chosen = st.multiselect(label, options, default=options, key=f"filter_{knob}")
+    kept = [o for o in options if o in saved] if saved is not None else options
+    chosen = st.multiselect(label, options, default=kept, key=f"filter_{knob}")
     return {} if len(chosen) == len(options) else {knob: chosen}
+
+
+def _rule_text(rule) -> str:
+    """'[0.25, 0.5]' for a range, '{none, simple}' for a set of choices."""
+    if isinstance(rule, tuple):
+        return f"[{rule[0]:.4g}, {rule[1]:.4g}]"
+    return "{" + ", ".join(map(str, rule)) + "}"
 
 
 def _remember_selection() -> None:
@@ -323,19 +352,14 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
     color_kind = "none"
     if view["color"]:
         color_kind = figures.color_values(frame[view["color"]])[0]
-    traces = figures.pareto_data(frame, roles, view["size"], view["acc"], view["color"])
+    traces = figures.pareto_data(frame, roles, view["size"], view["acc"], view["color"],
+                                 log_x=view["log_x"], log_y=view["log_y"])
     fig, trace_rows = figures.pareto_figure(
         traces, hover, view["size"], view["acc"], log_x=view["log_x"], log_y=view["log_y"],
         color_col=view["color"], color_kind=color_kind, multi_study=multi)
     st.session_state["_trace_rows"] = trace_rows
     st.session_state["_row_keys"] = (frame["study"].to_numpy(), frame["number"].to_numpy())
-    counts = pd.Series(roles).value_counts()
-    cols = st.columns(5)
-    cols[0].metric("trials", len(frame))
-    cols[1].metric("with accuracy", int(frame[view["acc"]].notna().sum()))
-    cols[2].metric("on the front", int(counts.get("front", 0)))
-    cols[3].metric("over the study's budget", int(counts.get("infeasible", 0)))
-    cols[4].metric("outside your budget/filter", int(counts.get("excluded", 0)))
+    st.markdown(figures.counts_line(frame, roles))
     rungs = figures.rung_caption(frame)
     if rungs:
         st.caption(rungs)
@@ -347,6 +371,11 @@ def pareto_tab(frame, hover, roles, view, multi) -> None:
                    "across them: " + "; ".join(f"{k} ({len(v)} trials)" for k, v in settings.items()))
     elif settings:
         st.caption(f"Latency: median ms per forward pass on {next(iter(settings))}.")
+    dense = sum(len(t["rows"]) for t in traces if t["kind"] == "density")
+    if dense:
+        st.caption(f"{sum(len(t['rows']) for t in traces if t['kind'] == 'points'):,} trials nearest the front are "
+                   f"drawn as points; the other {dense:,} as density layers (darker cells hold more trials; hover a "
+                   "cell for its count). Budgets and filters move trials between the two.")
     picked = selected_frame(frame)
     if len(picked):
         st.caption(f"{len(picked)} trial(s) selected: see Trial detail, or export them in "
@@ -486,17 +515,17 @@ def design_space_tab(frame, knobs, view, url, chosen, fps) -> None:
     if st.button("Compute importances", key="imp_go"):
         st.session_state["imp_for"] = study
     if st.session_state.get("imp_for") == study:
-        importance_block(frame, url, study, fps[chosen.index(study)], view["acc"])
+        importance_block(frame, url, tuple(chosen), fps, study, view["acc"])
 
 
-def importance_block(frame, url, study, fp, acc_col) -> None:
+def importance_block(frame, url, studies, fps, study, acc_col) -> None:
     """Importances, or a message saying why there are none."""
     rows = frame[(frame["study"] == study) & frame[acc_col].notna()]
     if len(rows) < 2:
         st.info("Importances need at least two completed trials.")
         return
     try:
-        imp = get_importances(url, study, fp, acc_col)
+        imp = get_importances(url, studies, fps, study, acc_col)
     except Exception as exc:  # e.g. params that never vary, or mixed distributions
         st.info(f"Optuna could not compute importances here: {exc}")
         return

@@ -49,8 +49,17 @@ def load_trials(storage, study_name: str) -> pd.DataFrame:
 
 def load_studies(storage, study_names: list[str]) -> pd.DataFrame:
     """Several studies' trials in one table with a fresh 0..n-1 index (the row id)."""
-    frames = [load_trials(storage, name) for name in study_names]
-    frames = [f for f in frames if not f.empty]
+    return records_table(load_records(storage, study_names))
+
+
+def load_records(storage, study_names: list[str]) -> list[store.StudyRecord]:
+    """The studies as read (explorer.store.read_study): trials, config, calibrations, directions."""
+    return [store.read_study(storage, name) for name in study_names]
+
+
+def records_table(records: list[store.StudyRecord]) -> pd.DataFrame:
+    """The records' trials in one table with a fresh 0..n-1 index (the row id)."""
+    frames = [f for f in (store.trial_table(rec) for rec in records) if not f.empty]
     if not frames:
         return empty_frame()
     return pd.concat(frames, ignore_index=True, sort=False)

@@ -1,10 +1,13 @@
-"""One real browser: Chromium (via Playwright) opens the served dashboard on a small study.
+"""One real browser: Chromium (via Playwright) opens the served dashboard on small studies.
 
-Checks that the Pareto chart rendered every trial and the right front, and saves the
-screenshot used in the docs, docs/img/dashboard.png, when that file is missing or
-EXPLORER_UPDATE_SCREENSHOT=1 (so ordinary runs leave the checkout clean). Needs Debian's
-/usr/bin/chromium and the `playwright` Python package (never `playwright install`: no
-browser download here).
+Checks that the Pareto chart rendered every trial and the right front, that a click selects a
+trial, that widget changes (the log axis, the size axis) redraw the chart in the browser, and
+that a study larger than the chart's point budget draws its other trials as density layers;
+saves the screenshot used in the docs, docs/img/dashboard.png, when that file is missing or
+EXPLORER_UPDATE_SCREENSHOT=1 (so ordinary runs leave the checkout clean). Timeouts are
+generous (a busy CI machine): these tests check correctness; bench/dashboard_load.py --browser
+measures speed. Needs Debian's /usr/bin/chromium and the `playwright` Python package (never
+`playwright install`: no browser download here).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-# Pixel position (page coordinates) and trial number of the front's smallest point.
+# Pixel position (page coordinates) and trial number of the front's smallest point. The Pareto chart is
+# found by its element's key (another tab's chart can linger in the page while the tabs switch).
 CLICK_TARGET = """() => {
-  const gd = document.querySelector('.js-plotly-plot');
+  const gd = document.querySelector('.st-key-pareto_chart .js-plotly-plot');
   const t = gd._fullData.find(d => d.name === 'Pareto front');
   let i = 0;
   for (let k = 1; k < t.x.length; k++) if (t.x[k] < t.x[i]) i = k;
@@ -61,9 +65,34 @@ def brute_front_count(points) -> int:
                for s, a in points)
 
 
+TIMEOUT_MS = 120_000  # a first chart or a redraw on a loaded machine; correctness, not speed
+# Trials on the chart: points of marker traces plus the trials density layers count (z per cell).
+DRAWN = """() => { const gd = document.querySelector('.st-key-pareto_chart .js-plotly-plot');
+  if (!gd || !gd._fullData) return 0; let n = 0; for (const t of gd._fullData) {
+    if (t.type === 'heatmap' && t.meta === 'density') { for (const r of t.z) for (const v of r) if (v > 0) n += v; }
+    else if ((t.mode || '').includes('markers') && t.x) n += t.x.length; }
+  return n; }"""
+AXIS = ("() => { const gd = document.querySelector('.st-key-pareto_chart .js-plotly-plot');"
+        " return gd && gd._fullLayout ? [gd._fullLayout.xaxis.type, gd._fullLayout.xaxis.title.text] : null; }")
+X_VALUES = """() => { const gd = document.querySelector('.st-key-pareto_chart .js-plotly-plot'); const xs = [];
+  for (const t of gd._fullData) if ((t.mode || '').includes('markers')) xs.push(...Array.from(t.x));
+  return xs.sort((a, b) => a - b); }"""
+
+
 @pytest.fixture
 def server(tmp_path):
     trials = factory.random_trials(300, seed=7, infeasible_above=1.2e6)
+    yield from serve(tmp_path, trials)
+
+
+@pytest.fixture
+def big_server(tmp_path):
+    """A study larger than the chart's point budget (dashboards.figures.DETAIL_MAX)."""
+    yield from serve(tmp_path, factory.random_trials(900, seed=3))
+
+
+def serve(tmp_path, trials):
+    """Serve the page on one study of `trials`; yields (URL, trials, tmp_path)."""
     storage = factory.make_storage(tmp_path / "studies.journal", {"cifar-sweep": trials})
     port = free_port()
     # a relative storage path, so the screenshot shows "studies.journal", not a temp dir
@@ -106,13 +135,11 @@ def test_pareto_chart_renders_in_chromium(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-            page.wait_for_function(
-                "() => { const el = document.querySelector('.js-plotly-plot');"
-                " return el && el.data && el.data.length > 0; }", timeout=60_000)
+            page.goto(url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+            page.wait_for_function(f"() => ({DRAWN})() >= {len(trials)}", timeout=TIMEOUT_MS)
             # gd.data keeps numpy arrays as {dtype, bdata}; _fullData holds the decoded ones
             traces = page.evaluate(
-                "() => document.querySelector('.js-plotly-plot')._fullData.map("
+                "() => document.querySelector('.st-key-pareto_chart .js-plotly-plot')._fullData.map("
                 "  t => ({name: t.name, mode: t.mode, type: t.type, n: t.x.length}))")
             page.wait_for_timeout(1500)  # let WebGL paint before the screenshot
             legend = page.evaluate("() => document.querySelector('.js-plotly-plot .legend')"
@@ -121,19 +148,67 @@ def test_pareto_chart_renders_in_chromium(server):
             # click the smallest front point: the selection must reach the page as a trial
             x, y, number = page.evaluate(CLICK_TARGET)
             page.mouse.click(x, y)
-            page.get_by_text("1 trial(s) selected").wait_for(timeout=30_000)
+            page.get_by_text("1 trial(s) selected").wait_for(timeout=TIMEOUT_MS)
             page.get_by_role("tab", name="Trial detail").click()
             heading = page.get_by_text(f"cifar-sweep · trial #{number} ")
-            heading.wait_for(timeout=30_000)
+            heading.wait_for(timeout=TIMEOUT_MS)
+            page.get_by_role("tab", name="Pareto front").click()
+            page.wait_for_function(f"() => ({DRAWN})() >= {len(trials)}", timeout=TIMEOUT_MS)
+            changed = widget_changes(page)
         finally:
             browser.close()
     points = {t["name"]: t["n"] for t in traces if t["mode"] == "markers"}
     assert sum(points.values()) == len(trials) == 300
     assert points["over budget (study)"] == len(trials) - len(feasible) > 0
     assert points["Pareto front"] == brute_front_count(feasible)
-    assert {t["type"] for t in traces} == {"scattergl"}
+    assert {t["type"] for t in traces} == {"scatter"}  # SVG: no WebGL context per redraw
+    macs = sorted(t.user_attrs["macs"] for t in trials)
+    assert changed == {"log": ["log", "parameters"], "linear": ["linear", "parameters"],
+                       "macs": ["linear", "MACs (multiply-adds per image)"], "x": macs}
     assert shot.stat().st_size > 10_000
     assert 0 < legend < 900  # the legend shows without scrolling at 1400x900
     if os.environ.get("EXPLORER_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def widget_changes(page) -> dict:
+    """Uncheck "Log size axis", then pick MACs as the size axis; the chart's axis after each, and its x values."""
+    seen = {"log": page.evaluate(AXIS)}
+    page.get_by_text("Log size axis").click()
+    page.wait_for_function(f"() => ({AXIS})()[0] === 'linear'", timeout=TIMEOUT_MS)
+    seen["linear"] = page.evaluate(AXIS)
+    page.get_by_role("combobox", name="Size axis").click()
+    page.get_by_role("option", name="MACs (multiply-adds per image)").click()
+    page.wait_for_function(f"() => ({AXIS})()[1].startsWith('MACs')", timeout=TIMEOUT_MS)
+    seen["macs"] = page.evaluate(AXIS)
+    seen["x"] = page.evaluate(X_VALUES)
+    return seen
+
+
+def test_a_large_study_draws_points_near_the_front_and_density_for_the_rest(big_server):
+    from dashboards.figures import DETAIL_MAX
+
+    url, trials, _ = big_server
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url, wait_until="domcontentloaded", timeout=TIMEOUT_MS)
+            page.wait_for_function(f"() => ({DRAWN})() >= {len(trials)}", timeout=TIMEOUT_MS)
+            kinds = page.evaluate("() => document.querySelector('.st-key-pareto_chart .js-plotly-plot')._fullData.map("
+                                  "  t => [t.type, t.meta || '', t.x.length])")
+            grid = page.evaluate("() => document.querySelector('.st-key-pareto_chart .js-plotly-plot')._fullData"
+                                 ".find(t => t.type === 'heatmap').x.slice(0, 2)")
+            page.get_by_text("Log size axis").click()  # the density grid follows the axis: linear cells
+            page.wait_for_function(f"() => ({AXIS})()[0] === 'linear'", timeout=TIMEOUT_MS)
+            page.wait_for_function(f"() => ({DRAWN})() >= {len(trials)}", timeout=TIMEOUT_MS)
+            linear = page.evaluate("() => document.querySelector('.st-key-pareto_chart .js-plotly-plot')._fullData"
+                                   ".find(t => t.type === 'heatmap').x.slice(0, 3)")
+        finally:
+            browser.close()
+    markers = sum(n for kind, meta, n in kinds if kind == "scatter" and meta != "")  # the front line has no meta
+    assert markers == DETAIL_MAX < len(trials)
+    assert any(kind == "heatmap" and meta == "density" for kind, meta, _ in kinds)
+    assert grid[1] / grid[0] > 1.01  # log cells: a constant ratio
+    assert linear[2] - linear[1] == pytest.approx(linear[1] - linear[0], rel=1e-6)  # linear cells: a constant step

@@ -78,8 +78,9 @@ def parse_count(text: str) -> float:
     return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
 
 
-def metric(at: AppTest, label: str):
-    return next(m.value for m in at.metric if m.label == label)
+def counts(at: AppTest) -> str:
+    """The Pareto tab's counts line."""
+    return next(m.value for m in at.markdown if "trials**:" in m.value)
 
 
 @pytest.fixture
@@ -271,9 +272,8 @@ def test_edf_data_per_choice(hand_storage):
 def test_app_shows_the_front_of_the_study(monkeypatch, hand_storage):
     at = run_app(monkeypatch, hand_storage)
     assert not at.exception and not at.error
-    assert metric(at, "trials") == "4"
-    assert metric(at, "on the front") == "2"
-    assert metric(at, "over the study's budget") == "1"
+    assert counts(at) == ("**4 trials**: 3 networks trained, 1 over budget (not trained) · **2 on the front** · "
+                          "0 outside your budgets and filters")
     spec = chart_spec(at)
     points = {d["name"]: rows_of(d) for d in spec["data"] if d["mode"] == "markers"}
     assert points == {"Pareto front": [0, 1], "dominated": [2], "over budget (study)": [3]}
@@ -324,13 +324,21 @@ def test_app_colour_by_a_knob(monkeypatch, hand_storage):
 
 def test_app_budget_recomputes_the_front(monkeypatch, hand_storage):
     at = run_app(monkeypatch, hand_storage)
+    assert not at.select_slider  # closed: its widgets are not drawn
+    at.session_state["filters_open"] = True  # the user opens "Budgets and filters"
+    at.run()
     frame = ld.load_trials(str(hand_storage), "hand")
     limits = [parse_count(o) for o in at.select_slider(key="max_params").options if o != "no limit"]
     limit = max(x for x in limits if x < frame["params"].iloc[1])  # just below trial #1's params
     assert limit >= frame["params"].iloc[0]
     at.select_slider(key="max_params").set_value(limit).run()
-    assert metric(at, "on the front") == "1"  # only #0 fits
-    assert metric(at, "outside your budget/filter") == "2"
+    assert "**1 on the front** · 2 outside your budgets and filters" in counts(at)  # only #0 fits
+    at.session_state["filters_open"] = False  # closed again: the budget still applies, and says so
+    at.run()
+    assert not at.select_slider and "**1 on the front** · 2 outside your budgets and filters" in counts(at)
+    assert any(c.value == f"Applied: params <= {figures.fmt_count(limit)}" for c in at.sidebar.caption)
+    at.session_state["filters_open"] = True  # reopened: the slider shows the limit set
+    assert at.run().select_slider(key="max_params").value == limit
 
 
 def test_app_selected_trial_detail_and_download(monkeypatch, hand_storage, downloads):
@@ -376,12 +384,38 @@ def test_app_design_space_tab(monkeypatch, tmp_path):
     assert importances["knob"].iloc[0] == "base_e"
 
 
+def test_importances_come_from_the_trials_already_read(monkeypatch, tmp_path):
+    import warnings
+
+    import optuna
+
+    storage = factory.make_storage(tmp_path / "r.journal", {"rand": 60})
+    study = optuna.load_study(study_name="rand", storage=ld.open_storage(str(storage)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PED-ANOVA says it ranks by low target values: the error
+        expected = optuna.importance.get_param_importances(study, target=lambda t: 1 - t.user_attrs["val_acc"])
+    at = run_app(monkeypatch, storage)
+    at.session_state["view"] = "Design space"
+    at.run()
+    reads = []
+    monkeypatch.setattr(optuna, "load_study", lambda *a, **k: reads.append(a) or 1 / 0)
+    monkeypatch.setattr(ld, "load_records", lambda *a, **k: reads.append(a) or 1 / 0)
+    at.button(key="imp_go").click().run()
+    assert not at.exception and reads == []
+    shown = next(df.value for df in at.dataframe if "importance" in df.value.columns)
+    assert dict(zip(shown["knob"], shown["importance"])) == pytest.approx(expected)
+    assert list(shown["knob"]) == list(expected)  # largest first
+
+
 def test_app_overlays_several_studies(monkeypatch, tmp_path):
     storage = factory.make_storage(tmp_path / "two.journal", {"a": 30, "b": 20}, seed=1)
     at = run_app(monkeypatch, storage)
     assert at.multiselect(key="studies").value == ["b"]  # newest study by default
+    linked = AppTest.from_file(APP, default_timeout=30)
+    linked.query_params["study"] = "a"  # a link naming a study: ?study=a
+    assert linked.run().multiselect(key="studies").value == ["a"]
     at.multiselect(key="studies").select("a").run()
-    assert metric(at, "trials") == "50"
+    assert counts(at).startswith("**50 trials**: 50 networks trained")
     names = [d["name"] for d in chart_spec(at)["data"]]
     assert "front · a" in names and "front · b" in names
 
@@ -534,11 +568,11 @@ def test_a_single_epoch_curve_has_a_sane_axis():
 
 def test_a_widget_change_never_reads_the_storage(monkeypatch, hand_storage):
     calls = []
-    for name in ("study_fingerprint", "list_studies", "load_studies"):
+    for name in ("study_fingerprint", "list_studies", "load_records"):
         real = getattr(ld, name)
         monkeypatch.setattr(ld, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
     at = run_app(monkeypatch, hand_storage)
-    assert set(calls) == {"study_fingerprint", "list_studies", "load_studies"}
+    assert set(calls) == {"study_fingerprint", "list_studies", "load_records"}
     calls.clear()
     time.sleep(2.1)  # past every cache expiry: only the session's own reading may stop a reread
     at.selectbox(key="size_axis").select("macs").run()

@@ -423,7 +423,7 @@ def test_status_counts_a_duplicates_training_time_once(tmp_path, capsys):
     journal = make_study(tmp_path / "d.journal", "d", rows)
     assert main(["status", "d", "--storage", str(journal)]) == 0
     out = capsys.readouterr().out
-    assert "1 duplicates (reused)" in out and "(2.0 min training)" in out
+    assert "trials: 1 network trained, 1 duplicate (reused)" in out and "(2.0 min training)" in out
 
 
 def test_dashboard_download_has_the_export_commands_format(hand, tmp_path):

@@ -63,7 +63,9 @@ def test_jobs_2_finish_exactly_n_trials_from_both_processes(tmp_path):
     # one report covers the whole run: a line per trial and the summary, from the parent
     assert sorted(int(line.split()[0][1:]) for line in out.splitlines() if line.startswith("#")) == \
         [t.number for t in trials]
-    assert f"ran {len(trials)} trials ({len(trials)} complete)" in out
+    dups = len(trials) - len(counted)
+    words = "6 networks trained" + (f", {dups} duplicate{'s' if dups > 1 else ''} (reused)" if dups else "")
+    assert f"ran {len(trials)} trials in " in out and f"s: {words}; storage" in out
     assert "2 trial processes on cpu, 1 thread(s) each" in out
     # the same study in one process: the same point and the same accuracy for every trial number
     from explorer.study.loop import run_study

@@ -37,7 +37,7 @@ def test_read_only_commands_show_the_readable_trials_and_name_the_line(damaged, 
     url, line = damaged
     assert main(["status", "t", "--storage", str(url)]) == 0
     out, err = capsys.readouterr()
-    assert "trials: 4 complete" in out
+    assert "trials: 4 networks trained" in out
     assert f"t.journal: skipped line {line} (not a journal entry)" in err and "explorer salvage" in err, err
     assert main(["trials", "t", "--storage", str(url), "--format", "json"]) == 0
     out, err = capsys.readouterr()
@@ -71,6 +71,6 @@ def test_run_names_the_line_and_salvage_gives_a_copy_to_run_on(damaged, tmp_path
     run(config(n_trials=5), str(copy), FakeTrainer())  # the copy is a journal a run continues
     assert main(["status", "t", "--storage", str(copy)]) == 0
     out, err = capsys.readouterr()
-    assert "trials: 5 complete" in out and err == ""
+    assert "trials: 5 networks trained" in out and err == ""
     assert main(["salvage", str(url), str(copy)]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err

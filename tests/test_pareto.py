@@ -206,6 +206,7 @@ def test_selected_rows_from_customdata_and_from_trace_positions():
         {"curve_number": 1, "point_index": 0},                       # the step line: ignored
         {"curve_number": 0, "point_index": 9},                       # out of range: ignored
         {"curve_number": 2, "point_index": 1, "customdata": 21},     # duplicate
+        {"curve_number": 1, "point_index": [3, 4], "z": 7},          # a density cell: ignored
     ]
     assert pareto.selected_rows(points, trace_rows) == [10, 12, 21]
     assert pareto.selected_rows([], trace_rows) == []

@@ -112,7 +112,7 @@ def test_three_workers_one_killed_mid_rung(rung_study, tmp_path):
 
     text = report(read_trials(_open(PG_URL), name), name, "pg", ["val_acc", "params"])
     by_rung = Counter(t.user_attrs["rung"] for t in stopped)
-    assert f"{len(complete)} complete" in text and "1 fail" in text
+    assert f"trials: {len(complete)} network" in text and "1 failed" in text
     for rung, count in by_rung.items():
         assert f"{count} stopped at rung {rung}" in text, text
 

@@ -102,7 +102,7 @@ def test_end_to_end_on_real_cifar(tmp_path, cifar_archive, monkeypatch, capsys):
     assert stored.user_attrs["config"]["data"]["source"] == str(cifar_archive)
     assert main(["status", "e2e.yaml"]) == 0
     status = capsys.readouterr().out
-    assert "3 complete" in status and "Pareto front" in status
+    assert "trials: 3 networks trained" in status and "Pareto front" in status
     assert main(["trials", "e2e", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["number"] for r in rows] == [0, 1, 2] and rows[0]["params"] == done[0].user_attrs["params"]
@@ -294,7 +294,7 @@ def test_run_with_storage_flag_points_the_next_steps_at_it(tmp_path, cifar_archi
     assert f"next: explorer status e2e --storage {journal}" in out
     assert f"explorer export e2e --storage {journal} --pareto" in out
     assert main(["status", "e2e", "--storage", str(journal)]) == 0  # the hint works
-    assert "1 complete" in capsys.readouterr().out
+    assert "trials: 1 network trained" in capsys.readouterr().out
 
 
 # --- checked before anything is written ------------------------------------------------------

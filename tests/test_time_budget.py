@@ -9,6 +9,7 @@ other trial's: on any front that forgot the guard, a cut trial would be the most
 from __future__ import annotations
 
 import os
+import re
 import types
 
 import optuna
@@ -86,7 +87,7 @@ def test_a_cut_trial_is_stored_pruned_with_its_reason_and_counted_apart(cut_stud
         assert t.user_attrs["val_acc"] == 0.99  # the partial result is kept, for the record
         assert "time_budget_s=60 s reached after 1 of 3 epochs" in t.user_attrs["pruned_reason"]
     assert summary.states == {"COMPLETE": 4, "CUT": 2} and summary.ran == 6
-    assert summary.counts_text() == "4 complete, 2 cut by the time budget"
+    assert summary.counts_text() == "4 networks trained, 2 cut by the time budget"
     assert st.count_done(optuna.load_study(study_name="tb", storage=st.open_storage(url))) == 6
 
 
@@ -101,7 +102,7 @@ def test_a_cut_trial_is_never_on_a_front_nor_exported(cut_study):
     table = st.trial_table(rec)
     assert comparable(table).tolist() == [n not in (1, 4) for n in table["number"]]
     text = report(table, "tb", url, rec.objectives)
-    assert "trials: 4 complete, 2 cut by the time budget" in text
+    assert "trials: 4 networks trained, 2 cut by the time budget" in text
     assert "of 4 trained trials" in text and "   #1 " not in text and "   #4 " not in text
     assert "retry #1, #4 with `explorer run STUDY --retry-cut`" in text
 
@@ -118,7 +119,7 @@ def test_a_cut_trial_stored_complete_by_an_older_version_is_kept_off_too(tmp_pat
     rec = st.read_study(st.open_storage(url), "tb", url=url)
     assert 3 not in {t.number for t in select_trials(rec, pareto=True)}
     assert not comparable(st.trial_table(rec))[3]
-    assert "3 complete, 1 cut by the time budget" in report(st.trial_table(rec), "tb", url, rec.objectives)
+    assert "3 networks trained, 1 cut by the time budget" in report(st.trial_table(rec), "tb", url, rec.objectives)
 
 
 def test_retry_cut_reruns_the_cut_trials_and_keeps_the_trial_count(cut_study, capsys):
@@ -173,10 +174,10 @@ def test_run_prints_the_cut_trials_apart_and_how_to_retry(tmp_path, monkeypatch,
         cfg, **{**kw, "trainer": CuttingTrainer(cut={2}), "data": DATA, "device": "cpu"}))
     assert main(["run", "tb.yaml", "--no-progress"]) == 0
     out, err = capsys.readouterr()
-    assert "tb: ran 6 trials (5 complete, 1 cut by the time budget)" in out
+    assert re.search(r"tb: ran 6 trials in \d+s: 5 networks trained, 1 cut by the time budget;", out)
     assert "1 trial(s) stopped at trainer.time_budget_s=60 s" in err and "tb.yaml --retry-cut" in err
     assert main(["status", "tb.yaml"]) == 0
-    assert "trials: 5 complete, 1 cut by the time budget" in capsys.readouterr().out
+    assert "trials: 5 networks trained, 1 cut by the time budget" in capsys.readouterr().out
 
 
 def test_calibrate_does_not_count_the_guard_as_part_of_the_recipe():

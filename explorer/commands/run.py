@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                         timeout_s=args.timeout, data_path=args.data, device=args.device,
                         progress=not args.no_progress, retry_cut=args.retry_cut, jobs=jobs)
     url = mask_url(summary.storage_url)
-    print(f"{config.name}: ran {summary.ran} trials ({summary.counts_text()}) in {summary.seconds:.0f}s; "
+    print(f"{config.name}: ran {summary.ran} trials in {summary.seconds:.0f}s: {summary.counts_text()}; "
           f"storage {url}")
     cut = summary.states.get(CUT_STATE, 0)
     if cut:

@@ -31,24 +31,22 @@ def run(args: argparse.Namespace) -> int:
 
 def report(df, name: str, url: str, objectives: list[str], plain: bool = False) -> str:
     """The whole status text for a trial table."""
-    from explorer.store import RUNG_STATE
     from explorer.store import attrs as A
-    from explorer.store.table import rung_counts
-    from explorer.study.loop import CUT_STATE, states_text
+    from explorer.store import counts_text
+    from explorer.store.table import outcome_counts, rung_counts, untrainable
 
     lines = [f"study {name}  ({url})"]
-    counts = {}
-    if len(df):  # cut and rung-stopped trials are counted apart from their state (PRUNED; COMPLETE if older)
-        cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
-        stopped = (df["end"] == A.RUNG_END) & (df["state"] == "PRUNED") & df["rung"].notna()
-        keys = df["state"].where(~cut, CUT_STATE)
-        keys = keys.where(~stopped, RUNG_STATE + df["rung"].fillna(0).astype(int).astype(str))
-        counts = keys.value_counts().to_dict()
-    lines.append("trials: " + (states_text(counts) if counts else "none"))
+    if not len(df):
+        lines.append("trials: none")
+    elif plain:  # no explorer attributes: Optuna's states
+        lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in df["state"].value_counts().items()))
+    else:  # duplicates, over-budget, cut and rung-stopped trials apart from the networks trained
+        lines.append("trials: " + counts_text(outcome_counts(df)))
     if len(df):
-        extra = [f"{int(df['infeasible'].sum())} over budget (not trained)",
-                 f"{int(df['duplicate_of'].notna().sum())} duplicates (reused)"]
-        lines.append("        " + ", ".join(extra))
+        cut = (df["end"] == A.CUT) & df["state"].isin(("COMPLETE", "PRUNED"))
+        dead = int((untrainable(df) & (df["state"] == "COMPLETE") & df["duplicate_of"].isna()).sum())
+        if dead:
+            lines.append(f"        {dead} dead or diverged (could not train; not on the front)")
         rungs = rung_counts(df)
         if rungs:
             lines.append("rungs: " + "; ".join(f"rung {r['rung']} (epoch {r['epoch']}): {r['judged']} networks "

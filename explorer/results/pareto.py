@@ -270,7 +270,8 @@ def selected_rows(points: Sequence[Mapping[str, Any]], trace_rows: Sequence[Sequ
 
     A point's `customdata` (the row id, or a list whose first item is it) wins; otherwise
     the row is `trace_rows[curve_number][point_index]`. Points of traces that carry no
-    rows (the front's step line) are ignored.
+    rows (the front's step line, a density layer's cells, whose index is a [row, column]
+    pair) are ignored.
     """
     rows: set[int] = set()
     for p in points:
@@ -278,7 +279,7 @@ def selected_rows(points: Sequence[Mapping[str, Any]], trace_rows: Sequence[Sequ
         if row is None:
             curve = p.get("curve_number", p.get("curveNumber"))
             index = p.get("point_index", p.get("pointIndex", p.get("point_number")))
-            if curve is None or index is None or not 0 <= curve < len(trace_rows):
+            if not isinstance(curve, int) or not isinstance(index, int) or not 0 <= curve < len(trace_rows):
                 continue
             if not 0 <= index < len(trace_rows[curve]):
                 continue
@@ -302,10 +303,10 @@ def classify(size: Sequence[float], acc: Sequence[float], infeasible: Sequence[b
              final: Sequence[bool] | None = None) -> np.ndarray:
     """Each point's role: front, dominated, partial, excluded, infeasible or missing.
 
-    `final`: the accuracy is a finished trial's own, to its last epoch (False for pruned
-    trials and trials cut by the time budget, whose accuracy is partial, and for duplicates,
-    which repeat another trial's result: explorer.store.table.comparable); such points are
-    'partial' and never on the front.
+    `final`: the trial may be on a front (explorer.store.table.comparable: False for pruned
+    trials and trials cut by the time budget, whose accuracy is partial, for duplicates,
+    which repeat another trial's result, and for networks that could not train, dead or
+    diverged, unless asked for); such points are 'partial' and never on the front.
 
     `infeasible`: rejected by the study's own budget; `allowed`: inside the dashboard's
     budgets and filters; 'missing' marks points with no valid size or accuracy. The front

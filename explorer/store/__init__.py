@@ -35,6 +35,15 @@ from explorer.store.claim import (
 from explorer.store.journal import StorageError, StorageWriteError
 from explorer.store.open import check_writable, journal_notes, open_storage
 from explorer.store.outage import DatabaseUnavailable
+from explorer.store.outcome import (
+    CUT_STATE,
+    DUPLICATE_STATE,
+    OVER_BUDGET_STATE,
+    RUNG_STATE,
+    counts_text,
+    front_candidate,
+    outcome_key,
+)
 from explorer.store.trials import (
     StudyRecord,
     TrialRecord,
@@ -58,8 +67,6 @@ from explorer.store.urls import (
     storage_kind,
 )
 from explorer.store.workers import (
-    CUT_STATE,
-    RUNG_STATE,
     Heartbeat,
     Worker,
     cut_retried,
@@ -75,14 +82,15 @@ from explorer.store.workers import (
 from explorer.store.write import set_trial_attrs
 
 __all__ = [
-    "CUT_STATE", "RUNG_STATE", "DatabaseUnavailable", "Heartbeat", "StorageError", "StorageWriteError", "StudyRecord",
-    "TrialRecord", "Worker", "absolute_url", "calibrations", "check_url", "check_writable", "claim_counts",
-    "count_done", "cut_retried", "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock",
-    "finalise_own_running", "find_study", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies",
-    "mask_url", "open_storage", "password_note", "read_study", "read_trials", "requeue_cut",
-    "retry_stale", "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind",
-    "stored_config", "study_fingerprint", "study_id", "study_int8", "study_lock", "study_names", "study_storage",
-    "trial_counts", "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
+    "CUT_STATE", "DUPLICATE_STATE", "DatabaseUnavailable", "Heartbeat", "OVER_BUDGET_STATE", "RUNG_STATE",
+    "StorageError", "StorageWriteError", "StudyRecord", "TrialRecord", "Worker", "absolute_url", "calibrations",
+    "check_url", "check_writable", "claim_counts", "count_done", "counts_text", "cut_retried",
+    "default_storage_url", "fail_stale", "fail_stale_trials", "file_lock", "finalise_own_running", "find_study",
+    "front_candidate", "interrupted", "is_cut", "journal_notes", "journal_path", "list_studies", "mask_url",
+    "open_storage", "outcome_key", "password_note", "read_study", "read_trials", "requeue_cut", "retry_stale",
+    "retry_trial", "runnable_url", "set_trial_attrs", "state_key", "stop_waiting", "storage_kind", "stored_config",
+    "study_fingerprint", "study_id", "study_int8", "study_lock", "study_names", "study_storage", "trial_counts",
+    "trial_id", "trial_table", "tune_heartbeat", "uses_own_heartbeat", "work",
 ]
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from explorer.design.spec import RANGES, TORCHVISION_HEAD
 from explorer.store import attrs as A
+from explorer.store.outcome import UNTRAINABLE_ENDS, front_candidate, outcome_keys
 from explorer.store.trials import StudyRecord, merge_calibration, read_study
 
 NUMERIC_ATTRS = (*A.COST_ATTRS, A.VAL_ACC, A.BEST_VAL_ACC, A.TRAIN_LOSS_SUM, A.TRAIN_SECONDS, A.IMAGES_PER_S,
@@ -72,15 +73,31 @@ def trial_table(rec: StudyRecord) -> pd.DataFrame:
     return _typed_knobs(frame)
 
 
-def comparable(frame: pd.DataFrame) -> np.ndarray:
-    """Rows a front may hold: COMPLETE, trained itself (not a duplicate), not cut by the time budget.
+def comparable(frame: pd.DataFrame, untrainable: bool = False) -> np.ndarray:
+    """Rows a front may hold (explorer.store.outcome.front_candidate): COMPLETE, trained itself (not a
+    duplicate), not cut by the time budget, and, unless `untrainable`, not dead or diverged.
 
-    (Budgets are checked apart: `infeasible`.) A cut trial trained fewer epochs than its
-    recipe, so its accuracy measures the machine's speed as much as the network; a trial a
-    schedule stopped at a rung (PRUNED, end `rung`) is left out by its state for the same reason.
+    (Budgets are checked apart: `infeasible`.) A trial a schedule stopped at a rung is PRUNED, so left
+    out by its state.
     """
-    return ((frame["state"] == "COMPLETE").to_numpy() & frame[A.DUPLICATE_OF].isna().to_numpy()
-            & (frame[A.END] != A.CUT).to_numpy())
+    return np.asarray(front_candidate(frame["state"].to_numpy(dtype=object), frame[A.END].to_numpy(dtype=object),
+                                      frame[A.DUPLICATE_OF].to_numpy(dtype=float), untrainable=untrainable),
+                      dtype=bool).reshape(len(frame))
+
+
+def untrainable(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of networks that could not train (`end` dead or diverged): off a front unless asked for."""
+    return frame[A.END].isin(UNTRAINABLE_ENDS).to_numpy()
+
+
+def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Trials per summary key (explorer.store.outcome.outcome_keys), as `explorer run` counts the trials it
+    ran; explorer.store.outcome.counts_text words them."""
+    keys = outcome_keys(frame["state"].to_numpy(dtype=object), frame[A.INFEASIBLE].to_numpy(dtype=bool),
+                        frame[A.DUPLICATE_OF].to_numpy(dtype=float), frame[A.END].to_numpy(dtype=object),
+                        frame[A.RUNG].to_numpy(dtype=float))
+    names, n = np.unique(keys.astype(str), return_counts=True)
+    return {str(k): int(c) for k, c in zip(names, n)}
 
 
 def rung_counts(frame: pd.DataFrame) -> list[dict[str, int]]:

@@ -19,6 +19,7 @@ from explorer.core.util import number
 from explorer.store import _optuna
 from explorer.store import attrs as A
 from explorer.store.journal import StorageError
+from explorer.store.outcome import front_candidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +58,12 @@ class TrialRecord:
 
     @property
     def trained(self) -> bool:
-        """COMPLETE, within budget, trained itself (not a duplicate) to its last epoch (not cut by the
-        time budget), with a finite val_acc and a spec: the trials a front is drawn from."""
+        """A front candidate (explorer.store.outcome.front_candidate: COMPLETE, not a duplicate, not cut by
+        the time budget, not dead or diverged) within budget, with a finite val_acc and a spec: the trials
+        a front is drawn from."""
         a = self.attrs
-        return (self.state == "COMPLETE" and not a.get(A.INFEASIBLE) and a.get(A.DUPLICATE_OF) is None
-                and not self.cut and math.isfinite(self.num(A.VAL_ACC)) and self.spec is not None)
+        return (front_candidate(self.state, a.get(A.END), a.get(A.DUPLICATE_OF)) and not a.get(A.INFEASIBLE)
+                and math.isfinite(self.num(A.VAL_ACC)) and self.spec is not None)
 
     @property
     def noise(self) -> dict[str, Any]:

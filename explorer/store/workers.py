@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from explorer.core.util import pid_alive
 from explorer.store import _optuna
 from explorer.store import attrs as A
+from explorer.store.outcome import outcome_key
 
 
 def proc_start(pid: int) -> str | None:
@@ -93,21 +94,9 @@ def retry_trial(study, trial, reason: str) -> None:
     study.enqueue_trial(dict(trial.params), user_attrs={A.RETRY_OF: origin, A.RETRY_REASON: reason})
 
 
-CUT_STATE = "CUT"  # a run summary's key for trials the time_budget_s guard cut (stored PRUNED)
-
-
-RUNG_STATE = "RUNG"  # + a rung's index: a run summary's key for trials a schedule stopped there (PRUNED)
-
-
 def state_key(trial) -> str:
-    """A finished trial's key in a run summary's counts: its state's name, CUT_STATE if cut,
-    RUNG_STATE + k if a multi-fidelity schedule stopped it at rung k."""
-    if is_cut(trial):
-        return CUT_STATE
-    rung = trial.user_attrs.get(A.RUNG)
-    if trial.user_attrs.get(A.END) == A.RUNG_END and isinstance(rung, int):
-        return f"{RUNG_STATE}{rung}"
-    return trial.state.name
+    """A finished trial's key in a run summary's counts (explorer.store.outcome.outcome_key)."""
+    return outcome_key(trial.state.name, trial.user_attrs)
 
 
 def is_cut(trial) -> bool:

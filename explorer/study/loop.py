@@ -58,29 +58,14 @@ class RunSummary:
     exhausted: str = ""  # why the run stopped early because no new network was coming (not an error)
 
     def counts_text(self) -> str:
-        """'14 complete, 2 cut by the time budget' (states of the trials this call ran)."""
+        """'14 networks trained, 2 cut by the time budget' (the trials this call ran)."""
         return states_text(self.states)
 
 
 CUT_STATE = store.CUT_STATE  # a summary key: trials the time_budget_s guard cut (stored PRUNED, end time_budget)
 
 
-def states_text(states: dict[str, int]) -> str:
-    """Counts by state, cut and rung-stopped trials apart: '4 complete, 9 stopped at rung 1, 2 cut by the
-    time budget'."""
-    order = ("COMPLETE", "PRUNED", store.RUNG_STATE, CUT_STATE, "FAIL", "RUNNING", "WAITING")
-
-    def place(k: str) -> tuple:
-        rung = k.startswith(store.RUNG_STATE) and k[len(store.RUNG_STATE):].isdigit()
-        k0 = store.RUNG_STATE if rung else k
-        return (order.index(k0) if k0 in order else len(order), int(k[len(k0):]) if rung else 0, k)
-
-    def word(k: str) -> str:
-        if k == CUT_STATE:
-            return A.CUT_RETRY
-        return f"stopped at rung {k[len(store.RUNG_STATE):]}" if place(k)[0] == 2 else k.lower()
-
-    return ", ".join(f"{states[k]} {word(k)}" for k in sorted(states, key=place) if states[k]) or "no trials"
+states_text = store.counts_text  # '16 networks trained, 2 duplicates (reused), 1 cut by the time budget'
 
 
 # --- checks before anything runs ---------------------------------------------------------
