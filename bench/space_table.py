@@ -11,7 +11,8 @@ and reports:
     for each sampler and seed, the hypervolume of the networks found (val_acc vs log10 params,
     reference point: the study's params budget and chance accuracy 0.1) as a fraction of the
     table's exact hypervolume after 8 ... 128 trials (median and IQR over seeds), and the trials
-    each needs to reach 95 % of it.
+    each needs to reach 95 % of it; random search's trials to 95 % also from 500 uniform draws of
+    its distribution (the replays stop at --max-trials, before random gets there).
 Writes docs/img/space_table_search.png. The last line of stdout is one JSON object.
 """
 
@@ -91,13 +92,52 @@ def search(table, config, args) -> dict:
     summary = summarise(runs, CHECKPOINTS)
     _print_search(summary, ref)
     _chart(runs, args.chart)
+    draws = uniform_draws(table, ref, budget)
+    _print_draws(draws)
     rnd = summary.get("random", {}).get("trials_to_95")
-    return {"reference": {"params": ref.ref_params, "val_acc": ref.ref_acc, "exact_hv": round(ref.hv, 5),
+    if not isinstance(rnd, float):  # the replays stopped before random reached 95 %: the draws say when
+        rnd = float(draws["trials_to_95"]["median"])
+    return {"uniform_draws": draws, "random_trials_to_95": rnd, "reference": {"params": ref.ref_params, "val_acc": ref.ref_acc, "exact_hv": round(ref.hv, 5),
                           "front_size": len(ref.front)},
             "seeds": args.seeds, "max_trials": args.max_trials, "gp_trials": args.gp_trials,
             "seconds": round(time.perf_counter() - start, 1), "samplers": summary,
             "half_of_random": {k: (v["trials_to_95"] <= rnd / 2 if isinstance(v["trials_to_95"], float)
                                    and isinstance(rnd, float) else None) for k, v in summary.items()}}
+
+
+def uniform_draws(table, ref, budget, draws: int = 500, target: float = 0.95, seed: int = 0) -> dict:
+    """Random search's trials to `target` without Optuna, from its distribution: the random sampler
+    draws every grid point alike, and neither an over-budget point nor a duplicate takes a trial, so
+    the trained networks are the in-budget networks in a uniformly random order (each network is one
+    grid point here). Cheap where the replays stop too early (random needs hundreds of trials)."""
+    import numpy as np
+
+    from explorer.tabular.replay import hv_fraction
+
+    bench = table.bench
+    ids = np.array(bench.index[bench["params"] <= budget] if budget else bench.index)
+    rng = np.random.default_rng(seed)
+    need, at = [], {k: [] for k in (*CHECKPOINTS, 256, 512)}
+    for _ in range(draws):
+        order = list(rng.permutation(ids))
+        lo, hi = 1, len(order)  # the fraction only grows with k: bisect for the first k reaching target
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if hv_fraction(table, ref, order[:mid]) >= target else (mid + 1, hi)
+        need.append(lo)
+        for k in at:
+            at[k].append(hv_fraction(table, ref, order[:k]))
+    q = lambda v: {"median": float(np.median(v)), "q1": float(np.percentile(v, 25)),  # noqa: E731
+                   "q3": float(np.percentile(v, 75))}
+    return {"draws": draws, "networks": len(ids), "trials_to_95": q(need),
+            "hv_fraction": {str(k): q(v) for k, v in at.items()}}
+
+
+def _print_draws(d: dict) -> None:
+    t = d["trials_to_95"]
+    cells = "  ".join(f"{k}: {v['median']:.3f}" for k, v in d["hv_fraction"].items())
+    print(f"  uniform draws ({d['draws']}, random search's distribution)  {cells}  -> 95% after "
+          f"{t['median']:.0f} [{t['q1']:.0f}, {t['q3']:.0f}] trials")
 
 
 def _print_fidelity(f: dict) -> None:
