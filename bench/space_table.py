@@ -97,7 +97,8 @@ def search(table, config, args) -> dict:
     rnd = summary.get("random", {}).get("trials_to_95")
     if not isinstance(rnd, float):  # the replays stopped before random reached 95 %: the draws say when
         rnd = float(draws["trials_to_95"]["median"])
-    return {"uniform_draws": draws, "random_trials_to_95": rnd, "reference": {"params": ref.ref_params, "val_acc": ref.ref_acc, "exact_hv": round(ref.hv, 5),
+    return {"uniform_draws": draws, "random_trials_to_95": rnd,
+            "reference": {"params": ref.ref_params, "val_acc": ref.ref_acc, "exact_hv": round(ref.hv, 5),
                           "front_size": len(ref.front)},
             "seeds": args.seeds, "max_trials": args.max_trials, "gp_trials": args.gp_trials,
             "seconds": round(time.perf_counter() - start, 1), "samplers": summary,

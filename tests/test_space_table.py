@@ -3,9 +3,8 @@ a row trained again equal to the stored one bit for bit, and the default search 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
