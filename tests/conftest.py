@@ -8,10 +8,18 @@ on a busy 2-core machine trains several times slower (see docs/studies.md, "Thre
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (children inherit it)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A runner that starts the tests in the background (`cmd &` without job control) hands them
+# SIGINT ignored, and Python then never raises KeyboardInterrupt, nor do the processes the
+# tests start (an ignored signal stays ignored across exec). The Ctrl-C tests need SIGINT as
+# a terminal delivers it: restore Python's handler (children then start with the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 
