@@ -108,8 +108,22 @@ def get_importances(url: str, studies: tuple[str, ...], fingerprints: tuple, stu
 
 
 def main() -> None:
-    """The page."""
+    """The page. A session's first run puts a blank chart where the page will be before it reads the
+    storage: Plotly.js loads in the browser only once a chart arrives, and this way it loads while the
+    server reads (0.5 s of a second session's 3 s first chart on the 2-core machine; more on a fresh
+    server). Later runs skip it, so a widget change never remounts the page's chart."""
     st.set_page_config(page_title="SqueezeNet design-space explorer", layout="wide")
+    slot = st.empty()
+    if not st.session_state.get("_page_once"):
+        st.session_state["_page_once"] = True
+        slot.plotly_chart(figures.loading_figure(), config={"staticPlot": True, "displayModeBar": False})
+    if not page(slot):
+        slot.empty()  # nothing to draw (no storage, no trials, an error): the message stands alone
+
+
+def page(slot) -> bool:
+    """Everything but the loading chart; the studies' view replaces it in `slot`. False when the page
+    ended early with a message."""
     given = default_storage()
     # The box shows the URL masked (the page must not reveal a password); left as shown,
     # it stands for the URL the dashboard was started with.
@@ -167,40 +181,42 @@ def main() -> None:
         st.subheader("What the space holds")
         landscape_view.show(get_storage(url), chosen, frame)  # needs only the stored config
         return
-    st.title("SqueezeNet design space: accuracy vs size" if not plain else "Optuna study: objectives and front")
-    st.caption(f"{', '.join(chosen)} · {len(frame)} trials · storage {ld.mask_url(url)} (read-only)")
-    if plain:
-        st.caption("A plain Optuna study: its own objectives and front are shown; the per-layer cost table, "
-                   "costs, budgets and config exports need explorer's attributes (a study run by `explorer run`).")
-    view = controls(frame, knobs, objectives if plain else {})
-    allowed = budgets_and_filters(frame, knob_meta)
-    # the front maximises accuracy and minimises size: flip the objectives Optuna maximises / minimises
-    size = frame[view["size"]].to_numpy(dtype=float) * (-1 if view["dirs"][0] == "maximize" else 1)
-    acc = frame[view["acc"]].to_numpy(dtype=float) * (-1 if view["dirs"][1] == "minimize" else 1)
-    # cut by the time budget, pruned or a duplicate: never on a front; dead or diverged: unless asked
-    final = comparable(frame, untrainable=view["untrainable"])
-    roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
-                            frame["study"].to_numpy(), final)
-    tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",
-                    "Space landscape", "Fidelity"], key="view", on_change="rerun")
-    if tabs[0].open:
-        with tabs[0]:
-            pareto_tab(frame, hover, roles, view, len(chosen) > 1)
-    if tabs[1].open:
-        with tabs[1]:
-            detail_tab(frame, roles, view, url)
-    if tabs[2].open:
-        with tabs[2]:
-            design_space_tab(frame, knobs, view, url, chosen, fps)
-    if tabs[3].open:
-        with tabs[3]:
-            export_tab(frame, roles, knobs, view, url)
-    if tabs[4].open:
-        with tabs[4]:
-            landscape_view.show(get_storage(url), chosen, frame)
-    if tabs[5].open:
-        with tabs[5]:
-            fidelity_view.show(get_storage(url), chosen)
+    with slot.container():
+        st.title("SqueezeNet design space: accuracy vs size" if not plain else "Optuna study: objectives and front")
+        st.caption(f"{', '.join(chosen)} · {len(frame)} trials · storage {ld.mask_url(url)} (read-only)")
+        if plain:
+            st.caption("A plain Optuna study: its own objectives and front are shown; the per-layer cost table, "
+                       "costs, budgets and config exports need explorer's attributes (a study run by `explorer run`).")
+        view = controls(frame, knobs, objectives if plain else {})
+        allowed = budgets_and_filters(frame, knob_meta)
+        # the front maximises accuracy and minimises size: flip the objectives Optuna maximises / minimises
+        size = frame[view["size"]].to_numpy(dtype=float) * (-1 if view["dirs"][0] == "maximize" else 1)
+        acc = frame[view["acc"]].to_numpy(dtype=float) * (-1 if view["dirs"][1] == "minimize" else 1)
+        # cut by the time budget, pruned or a duplicate: never on a front; dead or diverged: unless asked
+        final = comparable(frame, untrainable=view["untrainable"])
+        roles = pareto.classify(size, acc, frame["infeasible"].to_numpy(), allowed,
+                                frame["study"].to_numpy(), final)
+        tabs = st.tabs(["Pareto front", "Trial detail", "Design space", "Feasible front & export",
+                        "Space landscape", "Fidelity"], key="view", on_change="rerun")
+        if tabs[0].open:
+            with tabs[0]:
+                pareto_tab(frame, hover, roles, view, len(chosen) > 1)
+        if tabs[1].open:
+            with tabs[1]:
+                detail_tab(frame, roles, view, url)
+        if tabs[2].open:
+            with tabs[2]:
+                design_space_tab(frame, knobs, view, url, chosen, fps)
+        if tabs[3].open:
+            with tabs[3]:
+                export_tab(frame, roles, knobs, view, url)
+        if tabs[4].open:
+            with tabs[4]:
+                landscape_view.show(get_storage(url), chosen, frame)
+        if tabs[5].open:
+            with tabs[5]:
+                fidelity_view.show(get_storage(url), chosen)
+    return True
 
 
 def auto_refresh(url: str, studies: tuple[str, ...], fps: tuple) -> None:

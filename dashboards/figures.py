@@ -329,6 +329,18 @@ def floor_y(acc: np.ndarray) -> float:
     return float(ok.min() - 0.1 * span)
 
 
+def loading_figure() -> dict[str, Any]:
+    """A blank chart the size of the Pareto chart, saying the trials are on their way: the page sends
+    it before reading the storage, so the browser fetches and evaluates Plotly.js (4.7 MB, loaded
+    when a session's first chart arrives) while the server works."""
+    hidden = {"visible": False}
+    empty = {"type": "scatter", "x": [], "y": [], "hoverinfo": "skip", "showlegend": False}  # Plotly needs a trace
+    return {"data": [empty], "layout": {
+        "xaxis": hidden, "yaxis": hidden, "height": 520, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "annotations": [{"text": "Loading trials…", "showarrow": False, "xref": "paper", "yref": "paper",
+                         "x": 0.5, "y": 0.5, "font": {"size": 16, "color": "#888"}}]}}
+
+
 def pareto_figure(traces: list[dict[str, Any]], hover: Hover, size_col: str, acc_col: str,
                   *, log_x: bool, log_y: bool, color_col: str | None, color_kind: str,
                   multi_study: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
