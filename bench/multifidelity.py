@@ -13,6 +13,9 @@
     and scheduled, the same number of proposals, each in a fresh journal under --out-dir: the
     same figures, with the training seconds and wall seconds of each. Needs a quiet machine for
     its seconds; accuracies are bit-identical under load.
+(3) --bound RUNG:RATIO: what any rule could keep when every proposal trains to RUNG epochs and the
+    best share goes on, RATIO x the epochs in all (explorer.tabular.multifidelity.selection_bound):
+    synchronous, with each ranking at the rung, a hindsight fit and the final accuracy itself.
 The last line of stdout is one JSON object.
 """
 
@@ -44,6 +47,9 @@ def main() -> int:
     ap.add_argument("--jobs", default="auto", help="replay processes (auto: one per core); with --real: run --jobs")
     ap.add_argument("--chart", default=None, help="write the replay chart here (PNG)")
     ap.add_argument("--skip-replay", action="store_true")
+    ap.add_argument("--bound", default=None, metavar="RUNG:RATIO",
+                    help="also the selection bound: every proposal to RUNG epochs, the best share to the end, "
+                         "RATIO x the full search's epochs in all (e.g. 1:0.4)")
     ap.add_argument("--real", action="store_true", help="also run the study for real, full and scheduled")
     ap.add_argument("--real-n-trials", type=int, default=None, help="proposals of each real run "
                                                                      "(default: the study's n_trials)")
@@ -65,6 +71,8 @@ def main() -> int:
         schedule = Schedule(rungs, keep)
         figures: dict = {"study": args.study, "schedule": schedule.to_dict(), "sampler": config.sampler.name,
                          "population_size": config.sampler.population_size}
+        if args.bound:
+            figures["bound"] = bound(args)
         if not args.skip_replay:
             figures["replay"] = replayed(config, schedule, args)
         if args.real:
@@ -74,6 +82,26 @@ def main() -> int:
         return 2
     print(json.dumps(figures, default=_plain))
     return 0
+
+
+def bound(args) -> dict:
+    """The selection bound (explorer.tabular.multifidelity.selection_bound) at --bound RUNG:RATIO."""
+    from explorer.tabular.multifidelity import selection_bound
+    from explorer.tabular.tablefile import read_table
+
+    rung, ratio = args.bound.split(":")
+    sizes = tuple(int(n) for n in args.n_trials.split(","))
+    out = selection_bound(read_table(args.table), rung=int(rung), epochs_ratio=float(ratio), sizes=sizes)
+    print(f"Selection bound: every proposal to epoch {out['rung']} of {out['recipe_epochs']}, the best "
+          f"{out['share_kept']:.0%} (by Pareto rank of each score and params) to the end = {out['epochs_ratio']}x "
+          f"the epochs; synchronous, {out['draws']} uniform draws, medians (hindsight fit: Spearman "
+          f"{out['hindsight_spearman']:.3f} with the final val_acc)")
+    for n in sizes:
+        row = out[str(n)]
+        print(f"  {n:4d} proposals (front: {row['front_share']:.0%} of them; {row['kept']} go on): " + "; ".join(
+            f"{k} recall {row[k]['recall']:.3f} HV {row[k]['hv_ratio']:.3f}"
+            for k in ("val_acc", "-train_loss", "hindsight", "oracle")))
+    return out
 
 
 def replayed(config, schedule, args) -> dict:

@@ -267,3 +267,26 @@ def test_the_bench_runs_on_a_written_table(tmp_path, quickstart_table):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     row = figures["replay"]["24"]
     assert row["seeds"] == 2 and 0 < row["epochs_ratio"]["median"] < 1
+
+
+def test_the_selection_bound_by_hand(quickstart_table):
+    """Rung 1 of 4 epochs at 0.4x the epochs leaves 0.25 + 0.75 x share = 0.4, share 0.2 (hand
+    computation). On the fake table epoch 1 ranks networks exactly as epoch 4 does, so ranking by it
+    keeps the whole front (recall 1, HV ratio 1), as the final accuracy itself does; with epoch 1's
+    accuracies turned upside down it keeps little of the front, while the oracle still keeps all."""
+    from explorer.tabular import multifidelity as M
+    from explorer.tabular.tablefile import Table
+
+    _, table = quickstart_table
+    out = M.selection_bound(table, sizes=(64,), draws=20)
+    assert out["share_kept"] == pytest.approx(0.2) and out["64"]["kept"] == 12
+    for name in ("val_acc", "oracle"):
+        assert out["64"][name] == {"recall": 1.0, "hv_ratio": 1.0}
+    flipped = table.df.copy()
+    flipped["val_acc_1"] = 1 - flipped["val_acc_1"]
+    bad = M.selection_bound(Table(flipped, {}), sizes=(64,), draws=20)["64"]
+    assert bad["val_acc"]["recall"] < 0.5 and bad["oracle"]["recall"] == 1.0
+    with pytest.raises(ValueError, match="spent by the rung"):
+        M.selection_bound(table, rung=2, epochs_ratio=0.5)
+    with pytest.raises(ValueError, match="below the table's 4 epochs"):
+        M.selection_bound(table, rung=4)

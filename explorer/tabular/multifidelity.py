@@ -12,14 +12,16 @@ stopped ones too), the share it trained to the end.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from explorer.results.pareto import pareto_front
 from explorer.study.config import StudyConfig
-from explorer.study.schedule import Schedule
+from explorer.study.schedule import Schedule, rung_order
 from explorer.tabular.replay import Found, TableTrainer, hv_fraction, reference, replay
 from explorer.tabular.tablefile import Table
 
@@ -135,3 +137,62 @@ def compare_runs(full, mf, ref_params: float) -> dict[str, Any]:
             "epochs_ratio": m["epochs"] / f["epochs"] if f["epochs"] else float("nan"),
             "train_seconds_ratio": m["train_seconds"] / f["train_seconds"] if f["train_seconds"] else float("nan"),
             "recall": recall, "shared_networks": shared}
+
+
+# --- what any rule could reach: selecting at the first rung with hindsight ------------------------
+
+def selection_bound(table: Table, *, rung: int = 1, epochs_ratio: float = 0.4, sizes: tuple[int, ...] = (64, 128),
+                    draws: int = 200, seed: int = 0) -> dict[str, Any]:
+    """How much of the front a search can keep if every proposal trains to `rung` epochs and the best
+    share goes on to the recipe's end, the share set so the epochs total `epochs_ratio` of the full
+    search's (rung 1 of 4 epochs, 0.4x: 20 % go on).
+
+    This is more than a rule can do: it is synchronous (it sees all n proposals before choosing) and
+    draws n networks uniformly from the table. Per ranking of the n proposals at the rung, by Pareto
+    rank of (score, params) then crowding (explorer.study.schedule.rung_order), the top share is
+    kept; reported are the medians over `draws` draws of the front recall (of the n proposals' front
+    at full-recipe accuracy, the share kept) and the HV ratio (kept over all n). Rankings: val_acc and
+    -train_loss at the rung; `hindsight`, a least-squares fit of the final val_acc on (val_acc and
+    -train_loss at the rung, log10 params) over every row of the table, final accuracies included
+    (no search knows them: an optimistic surrogate); `oracle`, the final val_acc itself.
+    """
+    from explorer.results.pareto import hypervolume
+
+    bench = table.bench
+    recipe = int(max(int(c.rsplit("_", 1)[1]) for c in bench.columns if c.startswith("val_acc_")
+                     and bench[c].notna().all()))
+    if not 1 <= rung < recipe:
+        raise ValueError(f"rung {rung} must be below the table's {recipe} epochs")
+    share = (epochs_ratio - rung / recipe) / (1 - rung / recipe)
+    if share <= 0:
+        raise ValueError(f"epochs ratio {epochs_ratio} is spent by the rung alone ({rung}/{recipe} epochs)")
+    params = bench["params"].to_numpy(dtype=float)
+    final = bench[f"val_acc_{recipe}"].to_numpy(dtype=float)
+    acc_r = bench[f"val_acc_{rung}"].to_numpy(dtype=float)
+    loss_r = bench[f"train_loss_{rung}"].to_numpy(dtype=float)
+    x = np.column_stack([np.ones(len(bench)), acc_r, -loss_r, np.log10(params)])
+    coef, *_ = np.linalg.lstsq(x, final, rcond=None)
+    scores = {"val_acc": acc_r, "-train_loss": -loss_r, "hindsight": x @ coef, "oracle": final}
+    ref_params = float(params.max() * 1.01)
+    hv = lambda idx: hypervolume(params[idx], final[idx], ref_params, 0.1, log_size=True)  # noqa: E731
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {"rung": rung, "recipe_epochs": recipe, "epochs_ratio": epochs_ratio,
+                           "share_kept": round(share, 4), "draws": draws,
+                           "hindsight_spearman": round(float(pd.Series(x @ coef).corr(pd.Series(final),
+                                                                                       method="spearman")), 4)}
+    for n in sizes:
+        kept = int(math.floor(share * n + 1e-9))
+        figs: dict[str, dict[str, list[float]]] = {k: {"recall": [], "hv_ratio": []} for k in scores}
+        fronts = []
+        for _ in range(draws):
+            pick = rng.choice(len(bench), n, replace=False)
+            front = set(pick[pareto_front(params[pick], final[pick])].tolist())
+            fronts.append(len(front) / n)
+            for name, score in scores.items():
+                order, _ = rung_order(score[pick], params[pick].reshape(-1, 1), list(range(n)))
+                chosen = pick[order[:kept]]
+                figs[name]["recall"].append(len(front & set(chosen.tolist())) / len(front))
+                figs[name]["hv_ratio"].append(hv(chosen) / hv(pick))
+        out[str(n)] = {"kept": kept, "front_share": round(float(np.median(fronts)), 4),
+                       **{name: {k: round(float(np.median(v)), 4) for k, v in f.items()} for name, f in figs.items()}}
+    return out
