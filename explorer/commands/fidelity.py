@@ -71,23 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, rec, recipe):
-    """(data, device) for the long recipe: the study's data source rule, the recipe's data settings."""
-    from explorer.core.errors import UserError
+    """(data, device) for the long recipe (explorer.results.fidelity.load_data)."""
     from explorer.core.runtime import check_device
     from explorer.core.util import print_notes
-    from explorer.training.data import load_data
-    from explorer.training.datasource import resolve_source
+    from explorer.results import fidelity as fd
 
     device = check_device(args.device)
-    stored = (rec.config.get("data") or {}).get("source")
-    source = resolve_source(args.data, stored, missing=f"no data for study {rec.name!r}: pass --data PATH (it "
-                                                       f"used {stored or 'an unknown source'}) or set EXPLORER_DATA")
-    d = recipe.data
-    data = load_data(source, per_class=d["per_class"], val_per_class=d["val_per_class"],
-                     resolution=d["resolution"], seed=d["seed"])
+    data = fd.load_data(rec, recipe, args.data)
     print_notes(data.notes)
-    classes = {int((t.spec or {}).get("num_classes", data.num_classes)) for t in rec.trials if t.trained}
-    if classes - {data.num_classes}:
-        raise UserError(f"{source} has {data.num_classes} classes but the study's networks have "
-                        f"{', '.join(map(str, sorted(classes)))}; pass the study's dataset with --data")
     return data, device

@@ -187,6 +187,27 @@ def plan(rec: StudyRecord, recipe: Recipe, k: int, *, include_cut: bool = False
 
 # --- measuring -----------------------------------------------------------------------------------
 
+def load_data(rec: StudyRecord, recipe: Recipe, cli_data: str | None):
+    """The long recipe's images: the data source rule (explorer.training.datasource: --data, else
+    EXPLORER_DATA, else the study's stored source), the recipe's data settings; a study whose networks
+    have another number of classes than the dataset is one UserError line."""
+    from explorer.training.data import load_data as load
+    from explorer.training.datasource import resolve_source
+
+    stored_source = (rec.config.get("data") or {}).get("source")
+    source = resolve_source(cli_data, stored_source, missing=f"no data for study {rec.name!r}: pass --data PATH "
+                                                             f"(it used {stored_source or 'an unknown source'}) or "
+                                                             "set EXPLORER_DATA")
+    d = recipe.data
+    data = load(source, per_class=d["per_class"], val_per_class=d["val_per_class"], resolution=d["resolution"],
+                seed=d["seed"])
+    classes = {int((t.spec or {}).get("num_classes", data.num_classes)) for t in rec.trials if t.trained}
+    if classes - {data.num_classes}:
+        raise UserError(f"{source} has {data.num_classes} classes but the study's networks have "
+                        f"{', '.join(map(str, sorted(classes)))}; pass the study's dataset with --data")
+    return data
+
+
 def measure(trial: TrialRecord, recipe: Recipe, data, *, device: str, trainer: Callable | None = None
             ) -> dict[str, Any]:
     """Train the trial's network with the long recipe from its seeded initial weights; the result."""
