@@ -110,20 +110,26 @@ def get_importances(url: str, studies: tuple[str, ...], fingerprints: tuple, stu
 def main() -> None:
     """The page. A session's first run puts a blank chart where the page will be before it reads the
     storage: Plotly.js loads in the browser only once a chart arrives, and this way it loads while the
-    server reads (0.5 s of a second session's 3 s first chart on the 2-core machine; more on a fresh
-    server). Later runs skip it, so a widget change never remounts the page's chart."""
+    server reads (0.5 s of a second session's 3 s first chart on the 2-core machine). Later runs hold
+    the page in a plain container at the same place: an st.empty() there would replace the page
+    with an empty element on every rerun and remount the chart."""
     st.set_page_config(page_title="SqueezeNet design-space explorer", layout="wide")
-    slot = st.empty()
-    if not st.session_state.get("_page_once"):
-        st.session_state["_page_once"] = True
+    first = not st.session_state.get("_page_once")
+    st.session_state["_page_once"] = True
+    if first:
+        slot = st.empty()
         slot.plotly_chart(figures.loading_figure(), config={"staticPlot": True, "displayModeBar": False})
-    if not page(slot):
+        body = slot.container  # called once the view is ready: it replaces the blank chart
+    else:
+        ready = st.container()
+        body = lambda: ready  # noqa: E731
+    if not page(body) and first:
         slot.empty()  # nothing to draw (no storage, no trials, an error): the message stands alone
 
 
-def page(slot) -> bool:
-    """Everything but the loading chart; the studies' view replaces it in `slot`. False when the page
-    ended early with a message."""
+def page(body) -> bool:
+    """Everything but the loading chart; the studies' view goes into the container `body()` returns.
+    False when the page ended early with a message."""
     given = default_storage()
     # The box shows the URL masked (the page must not reveal a password); left as shown,
     # it stands for the URL the dashboard was started with.
@@ -181,7 +187,7 @@ def page(slot) -> bool:
         st.subheader("What the space holds")
         landscape_view.show(get_storage(url), chosen, frame)  # needs only the stored config
         return
-    with slot.container():
+    with body():
         st.title("SqueezeNet design space: accuracy vs size" if not plain else "Optuna study: objectives and front")
         st.caption(f"{', '.join(chosen)} · {len(frame)} trials · storage {ld.mask_url(url)} (read-only)")
         if plain:

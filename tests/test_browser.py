@@ -164,7 +164,7 @@ def test_pareto_chart_renders_in_chromium(server):
     assert {t["type"] for t in traces} == {"scatter"}  # SVG: no WebGL context per redraw
     macs = sorted(t.user_attrs["macs"] for t in trials)
     assert changed == {"log": ["log", "parameters"], "linear": ["linear", "parameters"],
-                       "macs": ["linear", "MACs (multiply-adds per image)"], "x": macs}
+                       "macs": ["linear", "MACs (multiply-adds per image)"], "x": macs, "same_page": True}
     assert shot.stat().st_size > 10_000
     assert 0 < legend < 900  # the legend shows without scrolling at 1400x900
     if os.environ.get("EXPLORER_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
@@ -175,14 +175,17 @@ def test_pareto_chart_renders_in_chromium(server):
 def widget_changes(page) -> dict:
     """Uncheck "Log size axis", then pick MACs as the size axis; the chart's axis after each, and its x values."""
     seen = {"log": page.evaluate(AXIS)}
+    page.evaluate("() => { document.querySelector('h1').__mark = 1; }")
     page.get_by_text("Log size axis").click()
-    page.wait_for_function(f"() => ({AXIS})()[0] === 'linear'", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => (({AXIS})() || [])[0] === 'linear'", timeout=TIMEOUT_MS)
     seen["linear"] = page.evaluate(AXIS)
     page.get_by_role("combobox", name="Size axis").click()
     page.get_by_role("option", name="MACs (multiply-adds per image)").click()
-    page.wait_for_function(f"() => ({AXIS})()[1].startsWith('MACs')", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ((({AXIS})() || [])[1] || '').startsWith('MACs')", timeout=TIMEOUT_MS)
     seen["macs"] = page.evaluate(AXIS)
     seen["x"] = page.evaluate(X_VALUES)
+    # the page's title is the same element: a widget change must not re-create the page around the chart
+    seen["same_page"] = page.evaluate("() => document.querySelector('h1').__mark === 1")
     return seen
 
 
@@ -201,7 +204,7 @@ def test_a_large_study_draws_points_near_the_front_and_density_for_the_rest(big_
             grid = page.evaluate("() => document.querySelector('.st-key-pareto_chart .js-plotly-plot')._fullData"
                                  ".find(t => t.type === 'heatmap').x.slice(0, 2)")
             page.get_by_text("Log size axis").click()  # the density grid follows the axis: linear cells
-            page.wait_for_function(f"() => ({AXIS})()[0] === 'linear'", timeout=TIMEOUT_MS)
+            page.wait_for_function(f"() => (({AXIS})() || [])[0] === 'linear'", timeout=TIMEOUT_MS)
             page.wait_for_function(f"() => ({DRAWN})() >= {len(trials)}", timeout=TIMEOUT_MS)
             linear = page.evaluate("() => document.querySelector('.st-key-pareto_chart .js-plotly-plot')._fullData"
                                    ".find(t => t.type === 'heatmap').x.slice(0, 3)")

@@ -591,14 +591,3 @@ def test_the_dashboard_command_does_not_import_pandas():
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "False"
 
-
-def test_the_loading_chart_is_a_valid_blank_plotly_figure():
-    """The blank chart a session's first run sends before reading the storage (so Plotly.js loads
-    meanwhile): Plotly must accept it, and it must show no trial."""
-    import plotly.graph_objects as go
-
-    from dashboards.figures import loading_figure
-
-    fig = go.Figure(loading_figure())  # raises on an invalid property
-    assert all(len(t.x) == 0 for t in fig.data)
-    assert "Loading" in fig.layout.annotations[0].text

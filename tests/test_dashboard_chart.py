@@ -112,3 +112,15 @@ def test_dead_and_diverged_trials_are_off_the_front_unless_the_toggle_shows_them
     assert "**2 on the front**" in counts(at)
     assert sorted(r for d in chart_spec(at)["data"] if d.get("name", "").startswith("Pareto front")
                   for r in rows_of(d)) == [0, 2]
+
+
+def test_the_loading_chart_is_a_valid_blank_plotly_figure():
+    """The blank chart a session's first run sends before reading the storage (so Plotly.js loads
+    meanwhile): Plotly must accept it, and it must show no trial."""
+    import plotly.graph_objects as go
+
+    from dashboards.figures import loading_figure
+
+    fig = go.Figure(loading_figure())  # raises on an invalid property
+    assert all(len(t.x) == 0 for t in fig.data)
+    assert "Loading" in fig.layout.annotations[0].text
