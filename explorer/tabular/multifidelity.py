@@ -147,7 +147,8 @@ def selection_bound(table: Table, *, rung: int = 1, epochs_ratio: float = 0.4, s
     share goes on to the recipe's end, the share set so the epochs total `epochs_ratio` of the full
     search's (rung 1 of 4 epochs, 0.4x: 20 % go on).
 
-    This is more than a rule can do: it is synchronous (it sees all n proposals before choosing) and
+    An optimistic reference for a rule (not a proof about every rule): it is synchronous (it sees all
+    n proposals before choosing) and
     draws n networks uniformly from the table. Per ranking of the n proposals at the rung, by Pareto
     rank of (score, params) then crowding (explorer.study.schedule.rung_order), the top share is
     kept; reported are the medians over `draws` draws of the front recall (of the n proposals' front
