@@ -147,15 +147,15 @@ def selection_bound(table: Table, *, rung: int = 1, epochs_ratio: float = 0.4, s
     share goes on to the recipe's end, the share set so the epochs total `epochs_ratio` of the full
     search's (rung 1 of 4 epochs, 0.4x: 20 % go on).
 
-    An optimistic reference for a rule (not a proof about every rule): it is synchronous (it sees all
-    n proposals before choosing) and
-    draws n networks uniformly from the table. Per ranking of the n proposals at the rung, by Pareto
-    rank of (score, params) then crowding (explorer.study.schedule.rung_order), the top share is
-    kept; reported are the medians over `draws` draws of the front recall (of the n proposals' front
-    at full-recipe accuracy, the share kept) and the HV ratio (kept over all n). Rankings: val_acc and
-    -train_loss at the rung; `hindsight`, a least-squares fit of the final val_acc on (val_acc and
-    -train_loss at the rung, log10 params) over every row of the table, final accuracies included
-    (no search knows them: an optimistic surrogate); `oracle`, the final val_acc itself.
+    An optimistic reference for a rule (not a proof about every rule): it is synchronous (it sees
+    all n proposals before choosing) and draws n networks uniformly from the table. Per ranking of
+    the n proposals at the rung, by Pareto rank of (score, params) then crowding
+    (explorer.study.schedule.rung_order), the top share is kept; reported are the medians over
+    `draws` draws of the front recall (of the n proposals' front at full-recipe accuracy, the share
+    kept) and the HV ratio (kept over all n). Rankings: val_acc and -train_loss at the rung;
+    `hindsight`, a least-squares fit of the final val_acc on (val_acc and -train_loss at the rung,
+    log10 params) over every row of the table, final accuracies included (no search knows them: an
+    optimistic surrogate); `oracle`, the final val_acc itself.
     """
     from explorer.results.pareto import hypervolume
 
