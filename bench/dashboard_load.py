@@ -241,10 +241,14 @@ def serve_ours(storage: str, tmp: str):
     """explorer's page on a fresh Streamlit server: (process, URL)."""
     port = _free_port()
     env = {**os.environ, "EXPLORER_STORAGE": storage, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", APP, "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.headless", "true",
-           "--server.fileWatcherType", "none"]
-    return _serve(cmd, port, "/_stcore/health", env, tmp), f"http://127.0.0.1:{port}"
+    return _serve(_streamlit_cmd(APP, port), port, "/_stcore/health", env, tmp), f"http://127.0.0.1:{port}"
+
+
+def _streamlit_cmd(app: str, port: int) -> list[str]:
+    """Streamlit serving `app` headless on 127.0.0.1:`port`, no file watcher, no usage stats."""
+    return [sys.executable, "-m", "streamlit", "run", app, "--server.address", "127.0.0.1",
+            "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.headless", "true",
+            "--server.fileWatcherType", "none"]
 
 
 def _time_to_points(browser, url: str, want: int, timeout_s: float = 300, viewport: bool = True) -> float:
@@ -310,10 +314,7 @@ def floor_in_browser(browser, tmp: str) -> dict[str, float]:
     app = Path(tmp) / "floor_app.py"
     app.write_text(FLOOR_APP)
     port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.headless", "true",
-           "--server.fileWatcherType", "none"]
-    proc = _serve(cmd, port, "/_stcore/health", {**os.environ, "OMP_NUM_THREADS": "1"}, tmp)
+    proc = _serve(_streamlit_cmd(str(app), port), port, "/_stcore/health", {**os.environ, "OMP_NUM_THREADS": "1"}, tmp)
     url = f"http://127.0.0.1:{port}"
     try:
         _time_to_points(browser, url, 300)  # the server's first run (imports)

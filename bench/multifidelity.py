@@ -89,9 +89,14 @@ def bound(args) -> dict:
     from explorer.tabular.multifidelity import selection_bound
     from explorer.tabular.tablefile import read_table
 
-    rung, ratio = args.bound.split(":")
+    try:
+        rung, ratio = args.bound.split(":")
+        rung, ratio = int(rung), float(ratio)
+    except ValueError:
+        raise ValueError(f"--bound {args.bound}: give RUNG:RATIO, a rung epoch and a share of the epochs, "
+                         "such as 1:0.4") from None
     sizes = tuple(int(n) for n in args.n_trials.split(","))
-    out = selection_bound(read_table(args.table), rung=int(rung), epochs_ratio=float(ratio), sizes=sizes)
+    out = selection_bound(read_table(args.table), rung=rung, epochs_ratio=ratio, sizes=sizes)
     print(f"Selection bound: every proposal to epoch {out['rung']} of {out['recipe_epochs']}, the best "
           f"{out['share_kept']:.0%} (by Pareto rank of each score and params) to the end = {out['epochs_ratio']}x "
           f"the epochs; synchronous, {out['draws']} uniform draws, medians (hindsight fit: Spearman "

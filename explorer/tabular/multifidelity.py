@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from explorer.results.pareto import pareto_front
+from explorer.results.pareto import hypervolume, pareto_front
 from explorer.study.config import StudyConfig
 from explorer.study.schedule import Schedule, rung_order
 from explorer.tabular.replay import Found, TableTrainer, hv_fraction, reference, replay
@@ -102,7 +102,6 @@ def _trained(rec) -> list:
 def run_figures(rec, ref_params: float, ref_acc: float = 0.1) -> dict[str, Any]:
     """One stored run: hypervolume of its whole-recipe trials (val_acc vs log10 params), epochs and
     training seconds of every trial it trained, how many ran the whole recipe."""
-    from explorer.results.pareto import hypervolume
     from explorer.store import attrs as A
 
     whole = [t for t in rec.trials if t.trained]
@@ -157,8 +156,6 @@ def selection_bound(table: Table, *, rung: int = 1, epochs_ratio: float = 0.4, s
     log10 params) over every row of the table, final accuracies included (no search knows them: an
     optimistic surrogate); `oracle`, the final val_acc itself.
     """
-    from explorer.results.pareto import hypervolume
-
     bench = table.bench
     recipe = int(max(int(c.rsplit("_", 1)[1]) for c in bench.columns if c.startswith("val_acc_")
                      and bench[c].notna().all()))
